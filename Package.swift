@@ -1,0 +1,43 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "LongContext",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "longctx", targets: ["longctx"]),
+        .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "ModelIO", targets: ["ModelIO"]),
+        .library(name: "RoPE", targets: ["RoPE"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries from Debian, found through pkg-config.
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
+                       pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd",
+                       pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // Portable SIMD kernels (runtime CPU dispatch, no unsafe flags).
+        .target(name: "CKernels", cSettings: [.define("NDEBUG")]),
+
+        // Tensor core: dtypes, conversions, BLAS/LAPACK wrappers. No file I/O.
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
+        // RoPE scaling math (pure): inverse frequencies, attention factors, plans, config codec.
+        .target(name: "RoPE"),
+        // Model I/O: JSON, safetensors, sharded checkpoints, Hugging Face model directories, zstd.
+        .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
+        // The command-line tool: thin commands over the libraries.
+        .executableTarget(name: "longctx", dependencies: [
+            "TensorCore", "ModelIO", "RoPE",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO"],
+                    resources: [.copy("Fixtures")]),
+    ]
+)

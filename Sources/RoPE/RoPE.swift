@@ -1,0 +1,2 @@
+/// RoPE scaling math. See the files in this module.
+public enum RoPE {}

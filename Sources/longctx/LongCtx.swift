@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct LongCtx: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "longctx",
+        abstract: "Take a pretrained LLM past its trained context window, and prove it.",
+        subcommands: [])
+}
