@@ -1,0 +1,205 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An error tied to a file: the message names the file and what is wrong with it, on one line.
+public struct ModelIOError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let message: String
+    public init(_ path: String, _ message: String) { self.path = path; self.message = message }
+    public var description: String { "\(path): \(message)" }
+}
+
+/// A read-only memory map of a whole file. Tensor views borrow from it and keep it alive.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let base: UnsafeRawPointer
+    public let size: Int
+    private let mapped: Bool
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ModelIOError(path, "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ModelIOError(path, "cannot stat: \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelIOError(path, "not a regular file") }
+        size = Int(st.st_size)
+        if size == 0 {
+            base = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 8))
+            mapped = false
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw ModelIOError(path, "cannot map into memory: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(p)
+        mapped = true
+    }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    /// Tell the kernel a range will be read soon (sequential streaming of shards).
+    public func willNeed(offset: Int, count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = offset / page * page
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), min(size - start, count + (offset - start)), MADV_WILLNEED)
+    }
+
+    deinit {
+        if mapped { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        else { UnsafeMutableRawPointer(mutating: base).deallocate() }
+    }
+}
+
+/// Paths and atomic writes.
+public enum FileOps {
+    /// Fully resolved absolute path (symlinks followed); the path must exist.
+    public static func realPath(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Resolves `name` (taken from a file such as an index's `weight_map`) inside `directory`,
+    /// refusing anything that would leave it: absolute paths, `..` components, or symlinks that
+    /// resolve outside. Returns the joined path.
+    public static func containedPath(_ name: String, in directory: String, describedBy source: String) throws -> String {
+        if name.isEmpty { throw ModelIOError(source, "empty file name") }
+        if name.hasPrefix("/") { throw ModelIOError(source, "file name '\(name)' is an absolute path; only files inside the model directory are read") }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.contains("..") || name.contains("\0") {
+            throw ModelIOError(source, "file name '\(name)' leaves the model directory; only files inside it are read")
+        }
+        let joined = (directory as NSString).appendingPathComponent(name)
+        if let real = realPath(joined), let root = realPath(directory) {
+            let prefix = root.hasSuffix("/") ? root : root + "/"
+            if !real.hasPrefix(prefix) {
+                throw ModelIOError(source, "file name '\(name)' resolves to \(real), outside the model directory")
+            }
+        }
+        return joined
+    }
+
+    /// A temporary path beside `path` (same directory, so `rename` is atomic).
+    public static func temporarySibling(of path: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        let tag = String(UInt64.random(in: 0..<UInt64.max), radix: 36)
+        return (dir.isEmpty ? "." : dir) + "/.\(base).tmp-\(getpid())-\(tag)"
+    }
+
+    /// Writes `data` to `path` through a temporary file and a rename: readers never see half a file.
+    public static func writeAtomically(_ data: Data, to path: String) throws {
+        let tmp = temporarySibling(of: path)
+        do {
+            try data.write(to: URL(fileURLWithPath: tmp))
+            try rename(tmp, to: path)
+        } catch {
+            unlink(tmp)
+            if let e = error as? ModelIOError { throw e }
+            throw ModelIOError(path, "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    public static func writeAtomically(_ text: String, to path: String) throws {
+        try writeAtomically(Data(text.utf8), to: path)
+    }
+
+    public static func rename(_ from: String, to: String) throws {
+        guard Glibc.rename(from, to) == 0 else {
+            throw ModelIOError(to, "cannot rename from \(from): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Removes a file or directory tree (no error if absent).
+    public static func remove(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    public static func makeDirectory(_ path: String) throws {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        catch { throw ModelIOError(path, "cannot create directory: \(error.localizedDescription)") }
+    }
+
+    public static func listDirectory(_ path: String) throws -> [String] {
+        do { return try FileManager.default.contentsOfDirectory(atPath: path).sorted() }
+        catch { throw ModelIOError(path, "cannot list directory: \(error.localizedDescription)") }
+    }
+
+    public static func fileSize(_ path: String) -> Int? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int(st.st_size)
+    }
+}
+
+/// A file written through a temporary sibling, renamed into place by `commit()`; removed if
+/// never committed (an interrupted writer leaves nothing that looks complete).
+public final class AtomicFileWriter {
+    public let path: String
+    let tmpPath: String
+    let fd: Int32
+    private var committed = false
+    private var buffer = [UInt8]()
+
+    public init(path: String) throws {
+        self.path = path
+        tmpPath = FileOps.temporarySibling(of: path)
+        fd = open(tmpPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ModelIOError(path, "cannot create: \(String(cString: strerror(errno)))") }
+        buffer.reserveCapacity(1 << 20)
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if bytes.count >= 1 << 20 {
+            try flush()
+            try writeAll(bytes)
+            return
+        }
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    func flush() throws {
+        if buffer.isEmpty { return }
+        try buffer.withUnsafeBytes { try writeAll($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ModelIOError(path, "write failed: \(String(cString: strerror(errno)))")
+            }
+            off += n
+        }
+    }
+
+    /// Flushes, syncs and renames into place.
+    public func commit() throws {
+        try flush()
+        guard fsync(fd) == 0 else { throw ModelIOError(path, "fsync failed: \(String(cString: strerror(errno)))") }
+        close(fd)
+        committed = true
+        do { try FileOps.rename(tmpPath, to: path) } catch { unlink(tmpPath); throw error }
+    }
+
+    deinit {
+        if !committed { close(fd); unlink(tmpPath) }
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import TensorCore
+
+/// A Hugging Face model directory: `config.json`, the safetensors weights, and the tokenizer and
+/// generation files that travel with them.
+///
+/// The config is held twice: `configJSON` is the file's exact, ordered JSON (unknown fields kept,
+/// so a rewrite changes only what was changed) and `config` is the typed view.
+public final class ModelDirectory: @unchecked Sendable {
+    /// Files copied along with a model (never the weights, which are linked or rewritten).
+    public static let companionFiles = [
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+        "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+    ]
+
+    public let path: String
+    public let configPath: String
+    public let configJSON: JSONObject
+    public let config: ModelConfig
+
+    public init(path: String) throws {
+        guard FileOps.isDirectory(path) else {
+            throw ModelIOError(path, FileOps.exists(path) ? "not a directory (a model is a directory with config.json)" : "no such directory")
+        }
+        self.path = path
+        configPath = (path as NSString).appendingPathComponent("config.json")
+        guard FileOps.exists(configPath) else { throw ModelIOError(configPath, "missing: a model directory needs config.json") }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: configPath)) }
+        catch { throw ModelIOError(configPath, "cannot read: \(error.localizedDescription)") }
+        let json: JSONValue
+        do { json = try JSONValue.parse(data) }
+        catch let e as JSONError { throw ModelIOError(configPath, "not valid JSON: \(e.message) (byte \(e.offset))") }
+        guard case .object(let obj) = json else { throw ModelIOError(configPath, "not a JSON object") }
+        configJSON = obj
+        config = try ModelConfig.decode(data, path: configPath)
+    }
+
+    /// Raw bytes of `config.json` (for codecs that parse it themselves).
+    public func configData() throws -> Data {
+        do { return try Data(contentsOf: URL(fileURLWithPath: configPath)) }
+        catch { throw ModelIOError(configPath, "cannot read: \(error.localizedDescription)") }
+    }
+
+    /// Opens the weights (throws if absent or only pickles are present).
+    public func weights() throws -> Checkpoint { try Checkpoint(directory: path) }
+
+    public var hasWeights: Bool {
+        FileOps.exists((path as NSString).appendingPathComponent(Checkpoint.singleFile))
+            || FileOps.exists((path as NSString).appendingPathComponent(Checkpoint.indexFile))
+    }
+
+    /// Companion files present here.
+    public var companions: [String] {
+        ModelDirectory.companionFiles.filter { FileOps.exists((path as NSString).appendingPathComponent($0)) }
+    }
+
+    /// Writes a copy of this model to `out` with `config` as its config.json: weights hard-linked
+    /// (falling back to symbolic links across file systems) or copied, companions copied. The copy
+    /// is assembled in a temporary directory beside `out` and renamed into place, so `out` either
+    /// does not exist or is complete. `out` must not exist yet.
+    public func writeCopy(to out: String, config newConfig: JSONObject, linkWeights: Bool = true) throws {
+        try ModelDirectory.assemble(at: out) { tmp in
+            let ck = try weights()
+            var files = ck.shardNames
+            if ck.isSharded { files.append(Checkpoint.indexFile) }
+            for f in files {
+                let src = (path as NSString).appendingPathComponent(f)
+                let dst = (tmp as NSString).appendingPathComponent(f)
+                try FileOps.makeDirectory((dst as NSString).deletingLastPathComponent)
+                try ModelDirectory.place(src, at: dst, link: linkWeights && f != Checkpoint.indexFile)
+            }
+            for f in companions {
+                try ModelDirectory.place((path as NSString).appendingPathComponent(f), at: (tmp as NSString).appendingPathComponent(f), link: false)
+            }
+            try FileOps.writeAtomically(JSONValue.object(newConfig).serialized() + "\n",
+                                        to: (tmp as NSString).appendingPathComponent("config.json"))
+        }
+    }
+
+    /// Builds a directory at `out` through a temporary sibling and one rename. Fails if `out` exists.
+    public static func assemble(at out: String, _ body: (String) throws -> Void) throws {
+        if FileOps.exists(out) { throw ModelIOError(out, "already exists; choose a new output directory") }
+        let parent = (out as NSString).deletingLastPathComponent
+        if !parent.isEmpty && !FileOps.isDirectory(parent) { try FileOps.makeDirectory(parent) }
+        let tmp = FileOps.temporarySibling(of: out)
+        try FileOps.makeDirectory(tmp)
+        do {
+            try body(tmp)
+            try FileOps.rename(tmp, to: out)
+        } catch {
+            FileOps.remove(tmp)
+            throw error
+        }
+    }
+
+    static func place(_ src: String, at dst: String, link: Bool) throws {
+        if link {
+            let real = FileOps.realPath(src) ?? src
+            if Glibc.link(real, dst) == 0 { return }
+            if Glibc.symlink(real, dst) == 0 { return }
+        }
+        do { try FileManager.default.copyItem(atPath: src, toPath: dst) }
+        catch { throw ModelIOError(dst, "cannot copy from \(src): \(error.localizedDescription)") }
+    }
+}

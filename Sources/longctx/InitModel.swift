@@ -1,0 +1,43 @@
+import ArgumentParser
+import ModelIO
+import TensorCore
+
+struct InitModel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init-model",
+        abstract: "Write a small random-initialised Llama-family model directory (deterministic from a seed).")
+
+    @Option(help: "Architecture: llama, qwen2 or mistral.") var arch = "llama"
+    @Option(help: "Decoder layers.") var layers = 2
+    @Option(help: "Hidden size.") var hidden = 64
+    @Option(help: "MLP intermediate size.") var intermediate = 128
+    @Option(help: "Attention heads.") var heads = 4
+    @Option(name: .customLong("kv-heads"), help: "Key/value heads (GQA).") var kvHeads = 2
+    @Option(name: .customLong("head-dim"), help: "Head dimension (default hidden/heads).") var headDim: Int?
+    @Option(help: "Vocabulary size.") var vocab = 256
+    @Option(name: .customLong("max-position"), help: "max_position_embeddings.") var maxPosition = 2048
+    @Option(name: .customLong("rope-theta"), help: "RoPE base θ.") var ropeTheta = 10000.0
+    @Flag(name: .customLong("tie-embeddings"), help: "Tie the LM head to the embeddings.") var tie = false
+    @Option(help: "Weight dtype: f32, bf16 or f16.") var dtype = "f32"
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .customLong("max-shard-size"), help: "Largest shard (e.g. 5GB, 200KB).") var maxShardSize = "5GB"
+    @Option(help: "Output directory (must not exist).") var out: String
+
+    func run() async throws {
+        var spec = RandomModelSpec()
+        spec.architecture = arch
+        spec.layers = layers; spec.hiddenSize = hidden; spec.intermediateSize = intermediate
+        spec.heads = heads; spec.kvHeads = kvHeads; spec.headDim = headDim; spec.vocabSize = vocab
+        spec.maxPositionEmbeddings = maxPosition; spec.ropeTheta = ropeTheta; spec.tieEmbeddings = tie; spec.seed = seed
+        guard let dt = DType(name: dtype), [.f32, .bf16, .f16].contains(dt) else {
+            throw ValidationError("--dtype must be f32, bf16 or f16 (got '\(dtype)')")
+        }
+        spec.dtype = dt
+        guard let shard = CheckpointWriter.parseSize(maxShardSize) else {
+            throw ValidationError("--max-shard-size '\(maxShardSize)' is not a size like 5GB or 200KB")
+        }
+        spec.maxShardBytes = shard
+        try spec.write(to: out)
+        print("wrote \(out)")
+    }
+}
