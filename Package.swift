@@ -34,10 +34,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
-        .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO"],
+        // Helpers shared by the test targets: temporary directories, running `longctx` and Python.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
 )
