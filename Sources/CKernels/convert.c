@@ -7,7 +7,7 @@ static inline float bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x;
 
 uint16_t ck_f32_to_bf16_scalar(float x) {
     uint32_t u = f32_bits(x);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u); /* NaN: keep sign, quiet */
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0xFFFFu; /* NaN: torch's vectorised CPU cast writes 0xFFFF */
     u += 0x7FFFu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
@@ -85,13 +85,13 @@ static void f32_to_bf16_avx2(const float *s, uint16_t *d, size_t n) {
     size_t i = 0;
     const __m256i bias = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1);
     const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000);
-    const __m256i qbit = _mm256_set1_epi32(0x00400000);
+    const __m256i nanbits = _mm256_set1_epi32((int)0xFFFF0000u);
     for (; i + 8 <= n; i += 8) {
         __m256i u = _mm256_loadu_si256((const __m256i *)(s + i));
         __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
         __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(bias, lsb));
         __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), inf);
-        __m256i nanv = _mm256_or_si256(u, qbit);
+        __m256i nanv = nanbits;
         r = _mm256_blendv_epi8(r, nanv, isnan);
         r = _mm256_srli_epi32(r, 16);
         __m256i packed = _mm256_packus_epi32(r, r);                   /* lanes: [0..3,0..3 | 4..7,4..7] */

@@ -2,19 +2,21 @@ import CKernels
 
 /// Element conversions between storage types and `Float`.
 ///
-/// Rounding matches torch's CPU casts: `f32 → bf16` and `f32 → f16` round to nearest, ties to even;
-/// NaN stays NaN (sign kept, quiet bit set); `bf16/f16 → f32` are exact. Bulk routines dispatch to
+/// Rounding matches torch's CPU casts bit for bit: `f32 → bf16` and `f32 → f16` round to nearest,
+/// ties to even (overflowing to ±inf); NaN stays NaN — as `0xFFFF` for bf16, the pattern torch's
+/// vectorised cast writes, and with sign and top payload bits kept for f16 (F16C's rule);
+/// `bf16/f16 → f32` are exact. Bulk routines dispatch to
 /// AVX2/F16C kernels at run time (see `CKernels`).
 public enum Convert {
     /// Exact widening of bf16 bit patterns.
     @inlinable
     public static func bf16ToFloat(_ b: UInt16) -> Float { Float(bitPattern: UInt32(b) << 16) }
 
-    /// Round-to-nearest-even narrowing to bf16 bits; NaN keeps its sign and gains the quiet bit.
+    /// Round-to-nearest-even narrowing to bf16 bits; every NaN becomes `0xFFFF` (torch's choice).
     @inlinable
     public static func floatToBF16(_ x: Float) -> UInt16 {
         let u = x.bitPattern
-        if u & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: (u >> 16) | 0x40) }
+        if u & 0x7FFF_FFFF > 0x7F80_0000 { return 0xFFFF }
         return UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
     }
 
