@@ -65,3 +65,21 @@ struct GoldenTests {
         #expect(abs(sum - expected) <= 1e-6 * expected)
     }
 }
+
+extension GoldenTests {
+    @Test("bit-exact in every case where the float32 recipe is exact; report the count")
+    func bitExactSummary() throws {
+        var exact: [String] = [], offByOne: [String] = []
+        for golden in GoldenFixture.cases {
+            let result = try golden.configuration.frequencies(sequenceLength: golden.sequenceLength)
+            if result.invFreq.map(\.bitPattern) == golden.expectedInvFreq.map(\.bitPattern) {
+                exact.append(golden.name)
+            } else {
+                offByOne.append(golden.name)
+            }
+        }
+        let recipeExact = GoldenFixture.cases.filter { $0.emulation["max_ulp"]?.int == 0 }.count
+        print("golden: \(exact.count)/\(GoldenFixture.cases.count) bit-exact; 1 ULP: \(offByOne)")
+        #expect(exact.count >= recipeExact)
+    }
+}
