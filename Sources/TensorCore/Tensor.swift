@@ -12,11 +12,12 @@ public final class TensorStorage: @unchecked Sendable {
     /// Keeps borrowed memory alive; `nil` means this storage owns `base`.
     public let owner: AnyObject?
 
-    /// Allocates `byteCount` zeroed bytes, 64-byte aligned.
-    public init(byteCount: Int) {
+    /// Allocates `byteCount` bytes, 64-byte aligned, zeroed unless `zeroed` is false (for
+    /// storage the caller overwrites entirely).
+    public init(byteCount: Int, zeroed: Bool = true) {
         let n = max(byteCount, 1)
         base = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+        if zeroed { base.initializeMemory(as: UInt8.self, repeating: 0, count: n) }
         self.byteCount = byteCount
         owner = nil
     }
@@ -133,7 +134,7 @@ public struct Tensor: @unchecked Sendable {
     /// A new owned tensor of `dtype` (round to nearest even when narrowing floats).
     public func converted(to newType: DType) -> Tensor {
         if newType == dtype {
-            let t = Tensor(zeros: shape, dtype: dtype)
+            let t = Tensor(shape: shape, dtype: dtype, storage: TensorStorage(byteCount: byteCount, zeroed: false))
             t.storage.base.copyMemory(from: rawPointer, byteCount: byteCount)
             return t
         }

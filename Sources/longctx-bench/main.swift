@@ -1,0 +1,79 @@
+// Micro-benchmarks for the tensor core and model I/O, printed as JSON lines for scripts/bench.
+//   longctx-bench sgemm N [threads]       -> best-of GFLOP/s of cblas_sgemm N×N×N
+//   longctx-bench st-read FILE            -> safetensors read throughput (GB/s): open + touch, open + copy to f32
+import Foundation
+import ModelIO
+import TensorCore
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let t0 = ContinuousClock.now
+    try body()
+    let d = ContinuousClock.now - t0
+    return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+}
+
+func sgemm(_ n: Int, threads: Int) {
+    BLAS.threads = threads
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    let b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    var r = SeededRandom(seed: 1)
+    for i in 0..<(n * n) { a[i] = r.normal(); b[i] = r.normal(); c[i] = 0 }
+    BLAS.sgemm(m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, c: c, ldc: n)  // warm-up
+    var best = Double.infinity
+    let reps = n >= 4096 ? 3 : 7
+    for _ in 0..<reps {
+        best = min(best, seconds { BLAS.sgemm(m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, c: c, ldc: n) })
+    }
+    print("{\"bench\":\"sgemm\",\"n\":\(n),\"threads\":\(threads),\"seconds\":\(best),\"gflops\":\(2 * Double(n * n * n) / best / 1e9)}")
+}
+
+func stRead(_ path: String) throws {
+    var bytes = 0
+    // Open + touch every byte through zero-copy views (the page cache is warm: run twice, keep the best).
+    var bestTouch = Double.infinity, bestCopy = Double.infinity
+    var sink: UInt64 = 0
+    for _ in 0..<3 {
+        bestTouch = min(bestTouch, try seconds {
+            let f = try SafetensorsFile(path: path)
+            bytes = 0
+            for e in f.entries {
+                let t = try f.tensor(e.name)
+                let p = t.rawPointer
+                var s: UInt64 = 0
+                var i = 0
+                while i + 8 <= t.byteCount { s &+= p.loadUnaligned(fromByteOffset: i, as: UInt64.self); i &+= 4096 }
+                sink &+= s
+                bytes += t.byteCount
+            }
+        })
+        bestCopy = min(bestCopy, try seconds {
+            let f = try SafetensorsFile(path: path)
+            for e in f.entries {
+                let t = try f.tensor(e.name)
+                let c = t.converted(to: t.dtype)  // owned copy, as load_file makes
+                sink &+= UInt64(c.count)
+            }
+        })
+    }
+    print("{\"bench\":\"st-read\",\"bytes\":\(bytes),\"open_touch_gbps\":\(Double(bytes) / bestTouch / 1e9),\"open_copy_gbps\":\(Double(bytes) / bestCopy / 1e9),\"sink\":\(sink % 7)}")
+}
+
+let args = CommandLine.arguments
+switch args.count > 1 ? args[1] : "" {
+case "sgemm":
+    sgemm(Int(args[2]) ?? 1024, threads: args.count > 3 ? Int(args[3]) ?? 2 : 2)
+case "st-read":
+    try stRead(args[2])
+case "st-write":
+    // Writes a safetensors file of `MB` megabytes of bf16 tensors (64 tensors) for the read benchmark.
+    let mb = Int(args[3]) ?? 512
+    let per = mb * 1_000_000 / 64 / 2
+    var r = SeededRandom(seed: 2)
+    let vals = (0..<per).map { _ in r.normal() }
+    let t = Tensor(shape: [per], floats: vals, dtype: .bf16)
+    try SafetensorsWriter.write((0..<64).map { ("t\($0)", t) }, metadata: ["format": "pt"], to: args[2])
+default:
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB\n".utf8))
+    exit(2)
+}
