@@ -29,13 +29,7 @@ public final class Checkpoint: @unchecked Sendable {
         let single = (directory as NSString).appendingPathComponent("\(prefix).safetensors")
         let indexPath = (directory as NSString).appendingPathComponent("\(prefix).safetensors.index.json")
         if FileOps.exists(indexPath) {
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: indexPath)) }
-            catch { throw ModelIOError(indexPath, "cannot read: \(error.localizedDescription)") }
-            let json: JSONValue
-            do { json = try JSONValue.parse(data) }
-            catch let e as JSONError { throw ModelIOError(indexPath, "not valid JSON: \(e.message) (byte \(e.offset))") }
-            guard case .object(let obj) = json else { throw ModelIOError(indexPath, "not a JSON object") }
+            let (obj, _) = try FileOps.readJSONObject(indexPath)
             guard let wm = obj["weight_map"]?.objectValue else { throw ModelIOError(indexPath, "missing 'weight_map' object") }
             if wm.isEmpty { throw ModelIOError(indexPath, "'weight_map' is empty") }
             var order = [String]()

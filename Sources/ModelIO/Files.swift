@@ -65,6 +65,22 @@ public enum FileOps {
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// The whole file, or an error naming it.
+    public static func read(_ path: String) throws -> Data {
+        do { return try Data(contentsOf: URL(fileURLWithPath: path)) }
+        catch { throw ModelIOError(path, "cannot read: \(error.localizedDescription)") }
+    }
+
+    /// A JSON file whose top level must be an object (config.json, an index), with its raw bytes.
+    public static func readJSONObject(_ path: String) throws -> (JSONObject, Data) {
+        let data = try read(path)
+        let json: JSONValue
+        do { json = try JSONValue.parse(data) }
+        catch let e as JSONError { throw ModelIOError(path, "not valid JSON: \(e.message) (byte \(e.offset))") }
+        guard case .object(let obj) = json else { throw ModelIOError(path, "not a JSON object") }
+        return (obj, data)
+    }
+
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR

@@ -25,22 +25,13 @@ public final class ModelDirectory: @unchecked Sendable {
         self.path = path
         configPath = (path as NSString).appendingPathComponent("config.json")
         guard FileOps.exists(configPath) else { throw ModelIOError(configPath, "missing: a model directory needs config.json") }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: configPath)) }
-        catch { throw ModelIOError(configPath, "cannot read: \(error.localizedDescription)") }
-        let json: JSONValue
-        do { json = try JSONValue.parse(data) }
-        catch let e as JSONError { throw ModelIOError(configPath, "not valid JSON: \(e.message) (byte \(e.offset))") }
-        guard case .object(let obj) = json else { throw ModelIOError(configPath, "not a JSON object") }
+        let (obj, data) = try FileOps.readJSONObject(configPath)
         configJSON = obj
         config = try ModelConfig.decode(data, path: configPath)
     }
 
     /// Raw bytes of `config.json` (for codecs that parse it themselves).
-    public func configData() throws -> Data {
-        do { return try Data(contentsOf: URL(fileURLWithPath: configPath)) }
-        catch { throw ModelIOError(configPath, "cannot read: \(error.localizedDescription)") }
-    }
+    public func configData() throws -> Data { try FileOps.read(configPath) }
 
     /// Opens the weights (throws if absent or only pickles are present).
     public func weights() throws -> Checkpoint { try Checkpoint(directory: path) }
