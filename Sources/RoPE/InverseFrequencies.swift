@@ -60,6 +60,20 @@ public struct RopeFrequencies: Sendable, Hashable {
     /// longrope only.
     public var longropeList: LongropeList?
 
+    public init(ropeType: RopeType, rotaryDim: Int, invFreq: [Float], attentionFactor: Double,
+                effectiveTheta: Double, sequenceLength: Int? = nil, yarnRamp: YarnRamp? = nil,
+                llama3Bands: Llama3Bands? = nil, longropeList: LongropeList? = nil) {
+        self.ropeType = ropeType
+        self.rotaryDim = rotaryDim
+        self.invFreq = invFreq
+        self.attentionFactor = attentionFactor
+        self.effectiveTheta = effectiveTheta
+        self.sequenceLength = sequenceLength
+        self.yarnRamp = yarnRamp
+        self.llama3Bands = llama3Bands
+        self.longropeList = longropeList
+    }
+
     /// Wavelength of each pair in tokens, `2π / invFreq[i]` evaluated in Double.
     public var wavelengths: [Double] { invFreq.map { 2 * Double.pi / Double($0) } }
 }

@@ -40,7 +40,7 @@ public enum RopeType: String, Sendable, Hashable, CaseIterable, Codable {
 public enum RopePairLayout: String, Sendable, Hashable, CaseIterable, Codable {
     /// Hugging Face / GPT-NeoX `rotate_half`: pair `j` is channels `(j, j + d/2)`;
     /// cos/sin rows are `[f_0 … f_{d/2−1}, f_0 … f_{d/2−1}]`. ggml `GGML_ROPE_TYPE_NEOX`.
-    case halfSplit
+    case halfSplit = "half_split"
     /// GPT-J / Meta / GGUF-llama / DeepSeek `rope_interleave`: pair `j` is channels `(2j, 2j + 1)`;
     /// cos/sin rows are `[f_0, f_0, f_1, f_1, …]`. ggml `GGML_ROPE_TYPE_NORMAL`.
     case interleaved
