@@ -1,4 +1,5 @@
 import Foundation
+import RoPE
 import TensorCore
 
 /// What `longctx inspect` reports about a model directory.
@@ -80,13 +81,25 @@ public struct ModelSummary: Codable, Sendable {
         tiedEmbeddings = c.tieWordEmbeddings
         configDtype = c.weightDtype
         maxPositionEmbeddings = c.maxPositionEmbeddings
-        let scaling = dir.configJSON["rope_parameters"]?.objectValue ?? dir.configJSON["rope_scaling"]?.objectValue
-        let original = scaling?["original_max_position_embeddings"]?.intValue ?? c.originalMaxPositionEmbeddings
-        trainedContext = original ?? c.maxPositionEmbeddings
-        let theta = c.ropeTheta ?? scaling?["rope_theta"]?.doubleValue
-        let type = scaling?["rope_type"]?.stringValue ?? scaling?["type"]?.stringValue ?? "default"
-        rope = Rope(theta: theta, type: type, factor: scaling?["factor"]?.doubleValue,
-                    parameters: scaling.map { JSONValue.object($0).serialized(indent: nil) })
+        // Read RoPE settings as transformers 5.x does (RoPE's codec); fall back to the raw keys when the
+        // codec cannot resolve them (an unsupported type), so inspect still reports the model.
+        let scaling: JSONObject? = {
+            if let s = dir.configJSON["rope_scaling"]?.objectValue, !s.isEmpty { return s }
+            return dir.configJSON["rope_parameters"]?.objectValue
+        }()
+        if let data = try? dir.configData(), let resolved = try? HFRopeConfig.decode(data).resolve() {
+            let r = resolved.configuration
+            trainedContext = r.trainedContextLength
+            rope = Rope(theta: r.theta, type: r.ropeType.rawValue, factor: r.factor,
+                        parameters: scaling.map { JSONValue.object($0).serialized(indent: nil) })
+        } else {
+            let original = scaling?["original_max_position_embeddings"]?.intValue ?? c.originalMaxPositionEmbeddings
+            trainedContext = original ?? c.maxPositionEmbeddings
+            let type = scaling?["rope_type"]?.stringValue ?? scaling?["type"]?.stringValue ?? "default"
+            rope = Rope(theta: scaling?["rope_theta"]?.doubleValue ?? c.ropeTheta, type: type,
+                        factor: scaling?["factor"]?.doubleValue,
+                        parameters: scaling.map { JSONValue.object($0).serialized(indent: nil) })
+        }
         var total = 0, byType = [String: Int](), nbytes = 0
         var list = [TensorEntry]()
         for name in ck.names {
