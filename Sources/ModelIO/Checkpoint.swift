@@ -32,20 +32,16 @@ public final class Checkpoint: @unchecked Sendable {
             let (obj, _) = try FileOps.readJSONObject(indexPath)
             guard let wm = obj["weight_map"]?.objectValue else { throw ModelIOError(indexPath, "missing 'weight_map' object") }
             if wm.isEmpty { throw ModelIOError(indexPath, "'weight_map' is empty") }
-            var order = [String]()
-            var files = [String: Int]()
-            var assigned = [(String, Int)]()
+            var assignedFile = [(String, String)]()
             for (tensor, v) in wm.entries {
                 guard let f = v.stringValue else { throw ModelIOError(indexPath, "weight_map entry for '\(tensor)' is not a file name") }
                 _ = try FileOps.containedPath(f, in: directory, describedBy: indexPath)
-                if files[f] == nil { files[f] = order.count; order.append(f) }
-                assigned.append((tensor, files[f]!))
+                assignedFile.append((tensor, f))
             }
             // Shards in file-name order (model-00001-of-…, model-00002-of-…), whatever the map's order.
-            let sortedOrder = order.sorted()
-            let remap = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($0.offset, sortedOrder.firstIndex(of: $0.element)!) })
-            order = sortedOrder
-            assigned = assigned.map { ($0.0, remap[$0.1]!) }
+            let order = Set(assignedFile.map(\.1)).sorted()
+            let shardIndex = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($0.element, $0.offset) })
+            let assigned = assignedFile.map { ($0.0, shardIndex[$0.1]!) }
             var opened = [SafetensorsFile]()
             for f in order {
                 let p = (directory as NSString).appendingPathComponent(f)

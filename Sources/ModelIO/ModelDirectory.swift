@@ -46,15 +46,19 @@ public final class ModelDirectory: @unchecked Sendable {
         ModelDirectory.companionFiles.filter { FileOps.exists((path as NSString).appendingPathComponent($0)) }
     }
 
-    /// Writes a copy of this model to `out` with `config` as its config.json: weights hard-linked
-    /// (falling back to symbolic links across file systems) or copied, companions copied. The copy
+    /// Writes a copy of this model to `out` with `config` as its config.json: weights (if the source
+    /// has any) hard-linked (falling back to symbolic links across file systems) or copied, companions
+    /// copied. The copy
     /// is assembled in a temporary directory beside `out` and renamed into place, so `out` either
     /// does not exist or is complete. `out` must not exist yet.
     public func writeCopy(to out: String, config newConfig: JSONObject, linkWeights: Bool = true) throws {
         try ModelDirectory.assemble(at: out) { tmp in
-            let ck = try weights()
-            var files = ck.shardNames
-            if ck.isSharded { files.append(Checkpoint.indexFile) }
+            var files = [String]()
+            if hasWeights {
+                let ck = try weights()
+                files = ck.shardNames
+                if ck.isSharded { files.append(Checkpoint.indexFile) }
+            }
             for f in files {
                 let src = (path as NSString).appendingPathComponent(f)
                 let dst = (tmp as NSString).appendingPathComponent(f)

@@ -131,10 +131,8 @@ public struct RandomModelSpec: Sendable {
             let w = try CheckpointWriter(directory: tmp, specs: specs, maxShardBytes: maxShardBytes)
             for s in specs {
                 let n = s.shape.reduce(1, *)
-                var v = [Float](repeating: 0, count: n)
-                if s.name.hasSuffix("norm.weight") { v = [Float](repeating: 1, count: n) }
-                else if s.name.hasSuffix(".bias") { for i in 0..<n { v[i] = 0.02 * rng.normal() } }
-                else { for i in 0..<n { v[i] = 0.02 * rng.normal() } }
+                let v = s.name.hasSuffix("norm.weight") ? [Float](repeating: 1, count: n)
+                                                        : (0..<n).map { _ in 0.02 * rng.normal() }
                 try w.append(name: s.name, tensor: Tensor(shape: s.shape, floats: v, dtype: s.dtype))
             }
             try w.finish()

@@ -65,7 +65,8 @@ public enum Convert {
         case .u8: for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self)) }
         case .bool: for i in 0..<count { dst[i] = src.load(fromByteOffset: i, as: UInt8.self) != 0 ? 1 : 0 }
         case .f8e4m3: for i in 0..<count { dst[i] = fp8E4M3ToFloat(src.load(fromByteOffset: i, as: UInt8.self)) }
-        case .f8e5m2: for i in 0..<count { dst[i] = bf16ToFloatFromF16(UInt16(src.load(fromByteOffset: i, as: UInt8.self)) << 8) }
+        case .f8e5m2:  // the top byte of an IEEE half
+            for i in 0..<count { dst[i] = f16ToFloat(UInt16(src.load(fromByteOffset: i, as: UInt8.self)) << 8) }
         }
     }
 
@@ -94,9 +95,6 @@ public enum Convert {
             preconditionFailure("writing \(dtype.rawValue) is not supported")
         }
     }
-
-    /// f8 E5M2 is the top byte of an IEEE half.
-    @usableFromInline static func bf16ToFloatFromF16(_ h: UInt16) -> Float { f16ToFloat(h) }
 
     /// f8 E4M3 (fn variant: no infinities, 0x7F/0xFF are NaN), exact.
     public static func fp8E4M3ToFloat(_ b: UInt8) -> Float {

@@ -76,12 +76,11 @@ struct RopeApplyCommand: AsyncParsableCommand {
             throw ValidationError("internal error: the rewritten config.json does not reproduce the planned frequencies")
         }
 
+        try source.directory.writeCopy(to: out, config: config, linkWeights: !copyWeights)
         let weightsNote: String
         if source.directory.hasWeights {
-            try source.directory.writeCopy(to: out, config: config, linkWeights: !copyWeights)
             weightsNote = copyWeights ? "weights copied" : "weights linked"
         } else {
-            try Self.writeConfigOnly(from: source.directory, to: out, config: config)
             weightsNote = "no weights in the source (config and companion files only)"
             FileHandle.standardError.write(Data("warning: \(model) has no safetensors weights; wrote config only\n".utf8))
         }
@@ -112,19 +111,5 @@ struct RopeApplyCommand: AsyncParsableCommand {
         text += ", attention factor \(RopeFormat.number(stage.frequencies.attentionFactor))\n"
         for note in result.notes { text += "note: \(note)\n" }
         print(text, terminator: "")
-    }
-
-    /// A model directory without weights: write config.json and copy the companion files, atomically.
-    static func writeConfigOnly(from directory: ModelDirectory, to out: String, config: JSONObject) throws {
-        try ModelDirectory.assemble(at: out) { tmp in
-            for name in directory.companions {
-                let from = (directory.path as NSString).appendingPathComponent(name)
-                let to = (tmp as NSString).appendingPathComponent(name)
-                do { try FileManager.default.copyItem(atPath: from, toPath: to) }
-                catch { throw ModelIOError(to, "cannot copy from \(from): \(error.localizedDescription)") }
-            }
-            try FileOps.writeAtomically(JSONValue.object(config).serialized() + "\n",
-                                        to: (tmp as NSString).appendingPathComponent("config.json"))
-        }
     }
 }
