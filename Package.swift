@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "ModelIO", targets: ["ModelIO"]),
         .library(name: "RoPE", targets: ["RoPE"]),
         .library(name: "Transformer", targets: ["Transformer"]),
+        .library(name: "Tokenizers", targets: ["Tokenizers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,13 +28,15 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
         // RoPE scaling math (pure): inverse frequencies, attention factors, plans, config codec.
         .target(name: "RoPE"),
+        // Hugging Face tokenizer.json tokenizers (BPE), chat formatting, a tiny BPE trainer for random models.
+        .target(name: "Tokenizers", dependencies: ["ModelIO"]),
         // Model I/O: JSON, safetensors, sharded checkpoints, Hugging Face model directories, zstd.
         .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
         // Llama-family transformer engine: weights, blockwise attention, KV cache, sampling, generation.
-        .target(name: "Transformer", dependencies: ["TensorCore", "ModelIO", "RoPE", "CKernels"]),
+        .target(name: "Transformer", dependencies: ["TensorCore", "ModelIO", "RoPE", "Tokenizers", "CKernels"]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE", "Transformer",
+            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -44,7 +47,8 @@ let package = Package(
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
-        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "ModelIO", "TensorCore", "TestSupport"]),
+        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
