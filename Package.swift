@@ -43,7 +43,7 @@ let package = Package(
         // Helpers shared by the test targets: temporary directories, running `longctx` and Python.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Micro-benchmarks driven by scripts/bench.
-        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO", "Transformer"]),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),

@@ -81,7 +81,8 @@ public enum BlockwiseAttention {
         for tile in stride(from: tiles - 1, through: 0, by: -1) {
             for h in 0..<shape.kvHeads { tasks.append((h, tile)) }
         }
-        let nWorkers = max(1, min(workers, tasks.count))
+        // Short query runs (decoding) stay on the calling thread: switching BLAS threading costs more than it saves.
+        let nWorkers = count < 8 ? 1 : max(1, min(workers, tasks.count))
         let savedThreads = BLAS.threads
         if nWorkers > 1 { BLAS.threads = 1 }
         defer { if nWorkers > 1 { BLAS.threads = savedThreads } }
