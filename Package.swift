@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "ModelIO", targets: ["ModelIO"]),
         .library(name: "RoPE", targets: ["RoPE"]),
+        .library(name: "GGUFImport", targets: ["GGUFImport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,9 +29,11 @@ let package = Package(
         .target(name: "RoPE"),
         // Model I/O: JSON, safetensors, sharded checkpoints, Hugging Face model directories, zstd.
         .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
+        // GGUF → Hugging Face directory import (weights, config, tokenizer) and the model cache.
+        .target(name: "GGUFImport", dependencies: ["ModelIO", "TensorCore", "RoPE"]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE",
+            "TensorCore", "ModelIO", "RoPE", "GGUFImport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -41,6 +44,7 @@ let package = Package(
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "GGUFTests", dependencies: ["ModelIO", "GGUFImport", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
