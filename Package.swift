@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "RoPE", targets: ["RoPE"]),
         .library(name: "Transformer", targets: ["Transformer"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
+        .library(name: "GGUFImport", targets: ["GGUFImport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,9 +35,11 @@ let package = Package(
         .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
         // Llama-family transformer engine: weights, blockwise attention, KV cache, sampling, generation.
         .target(name: "Transformer", dependencies: ["TensorCore", "ModelIO", "RoPE", "Tokenizers", "CKernels"]),
+        // GGUF → Hugging Face directory import (weights, config, tokenizer) and the model cache.
+        .target(name: "GGUFImport", dependencies: ["ModelIO", "TensorCore", "RoPE"]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer",
+            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -49,6 +52,7 @@ let package = Package(
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport", "longctx"]),
+        .testTarget(name: "GGUFTests", dependencies: ["ModelIO", "GGUFImport", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

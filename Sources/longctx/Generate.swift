@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ModelIO
 import Transformer
 
 struct Generate: AsyncParsableCommand {
@@ -28,7 +29,7 @@ struct Generate: AsyncParsableCommand {
         } else {
             throw ValidationError("give --prompt or --prompt-file")
         }
-        let lm = try LanguageModel.load(directory: try ModelPath.resolve(model))
+        let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model))
         let ids = try lm.promptIds(text, chat: chat, system: system)
         let parameters = GenerationParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP,
                                               seed: seed, stopStrings: stops)
@@ -46,7 +47,3 @@ struct Generate: AsyncParsableCommand {
     }
 }
 
-/// Model arguments: a directory path (short names of fetched models resolve through `longctx models`).
-enum ModelPath {
-    static func resolve(_ argument: String) throws -> String { argument }
-}

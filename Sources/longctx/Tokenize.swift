@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ModelIO
 import Tokenizers
 
 struct Tokenize: AsyncParsableCommand {
@@ -20,7 +21,7 @@ struct Tokenize: AsyncParsableCommand {
             guard let d = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
             input = String(decoding: d, as: UTF8.self)
         } else { input = text! }
-        let tok = try Tokenizer.load(directory: model)
+        let tok = try Tokenizer.load(directory: ModelResolver.resolve(model))
         let ids = tok.encode(input, addSpecialTokens: !noSpecialTokens)
         let tokens = ids.map { tok.token(forId: $0) ?? "" }
         if json {
