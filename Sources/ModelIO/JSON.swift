@@ -161,6 +161,9 @@ public struct JSONObject: Equatable, Sendable {
         }
     }
 
+    /// Appends a key known not to be present (the parser checks uniqueness with a set).
+    mutating func appendNew(_ key: String, _ value: JSONValue) { entries.append((key, value)) }
+
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
         a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
     }
@@ -235,7 +238,7 @@ struct JSONParser {
             i += 1
             skipSpace()
             let v = try parseValue()
-            obj[key] = v
+            obj.appendNew(key, v)  // keys already checked unique: no linear search
             skipSpace()
             guard i < bytes.count else { throw fail("unterminated object") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
