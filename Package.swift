@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "ModelIO", targets: ["ModelIO"]),
         .library(name: "RoPE", targets: ["RoPE"]),
+        .library(name: "LoRA", targets: ["LoRA"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,19 +29,22 @@ let package = Package(
         .target(name: "RoPE"),
         // Model I/O: JSON, safetensors, sharded checkpoints, Hugging Face model directories, zstd.
         .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
+        // LoRA extraction (SVD of weight deltas), merging and combination; PEFT adapter format.
+        .target(name: "LoRA", dependencies: ["TensorCore", "ModelIO"]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE",
+            "TensorCore", "ModelIO", "RoPE", "LoRA",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Helpers shared by the test targets: temporary directories, running `longctx` and Python.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Micro-benchmarks driven by scripts/bench.
-        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO", "LoRA"]),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "LoRATests", dependencies: ["LoRA", "ModelIO", "TensorCore", "TestSupport"]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
