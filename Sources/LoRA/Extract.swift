@@ -242,7 +242,7 @@ public enum LoRAExtractor {
         var notes = [String]()
 
         // SVD of every LoRA module (kept at the cap when a global budget is to be allocated).
-        struct Work { var plan: Int; var kind: LoRAKind; var svd: TruncatedSVD; var rank: Int; var seconds: Double }
+        struct Work { var plan: Int; var kind: LoRAKind; var svd: TruncatedSVD; var rank: Int; var seconds: Double; var factors: LoRAFactors?; var residual: Double? }
         var works = [Work]()
         var reports = [String: ModuleReport]()
         let loraIdx = plan.indices.filter { plan[$0].action == "lora" }
@@ -280,15 +280,26 @@ public enum LoRAExtractor {
                                            seed: o.seed &+ UInt64(i))
                 }
             }
-            d = []
             let rank = o.policy.rank(singularValues: Array(svd.s.prefix(cap)), totalEnergy: svd.totalEnergy)
+            // Without a global budget the rank is final: measure ‖Δ − B·A‖ directly (1 − energy cancels
+            // catastrophically when almost all energy is kept).
+            var factors: LoRAFactors? = nil, residual: Double? = nil
+            if o.parameterBudget == nil {
+                let f = LoRAFactors(svd, rank: rank, split: o.split)
+                if rank > 0 {
+                    BLAS.sgemm(m: rows, n: cols, k: rank, alpha: -1, a: f.b, lda: rank, b: f.a, ldb: cols, beta: 1, c: &d, ldc: cols)
+                }
+                residual = d.withUnsafeBufferPointer { LowRank.sumOfSquares($0) }
+                factors = f
+            }
+            d = []
             // Bias deltas of decomposed modules cannot be carried by LoRA.
             for bn in m.tensors.dropFirst() {
                 let bnorm = try delta(bn, bw, tw, roundToDType: false).withUnsafeBufferPointer { LowRank.sumOfSquares($0) }
                 if bnorm > 0 { notes.append("\(bn): bias delta (‖Δ‖ = \(String(format: "%.3g", bnorm.squareRoot()))) is not representable by LoRA and was dropped") }
             }
             works.append(Work(plan: i, kind: kind, svd: o.parameterBudget == nil ? truncated(svd, rank) : truncated(svd, cap),
-                              rank: rank, seconds: Date().timeIntervalSince(t0)))
+                              rank: rank, seconds: Date().timeIntervalSince(t0), factors: factors, residual: residual))
             done += 1
             progress("[\(done)/\(loraIdx.count)] \(m.name) \(rows)×\(cols) \(svd.randomized ? "randomized" : "exact") rank \(rank) energy \(String(format: "%.4f", svd.energyRetained(rank: rank)))")
         }
@@ -316,10 +327,11 @@ public enum LoRAExtractor {
                                                conditionRatio: nil, deltaNorm: svd.totalEnergy.squareRoot(), method: svd.randomized ? "randomized" : "exact", seconds: w.seconds)
                 continue
             }
-            contents.modules.append(.init(name: m.name, kind: w.kind, factors: LoRAFactors(svd, rank: w.rank, split: o.split)))
+            contents.modules.append(.init(name: m.name, kind: w.kind, factors: w.factors ?? LoRAFactors(svd, rank: w.rank, split: o.split)))
             loraNames.append(m.name)
+            let relErr = w.residual.map { svd.totalEnergy > 0 ? ($0 / svd.totalEnergy).squareRoot() : 0 } ?? svd.relativeError(rank: w.rank)
             reports[m.name] = ModuleReport(module: m.name, action: w.kind == .embedding ? "lora-embedding" : "lora", shape: shape, rank: w.rank,
-                                           energyRetained: svd.energyRetained(rank: w.rank), relativeError: svd.relativeError(rank: w.rank),
+                                           energyRetained: svd.energyRetained(rank: w.rank), relativeError: relErr,
                                            conditionRatio: Double(svd.s[0]) / Double(svd.s[w.rank - 1]), deltaNorm: svd.totalEnergy.squareRoot(),
                                            method: svd.randomized ? "randomized" : "exact", seconds: w.seconds)
         }

@@ -3,6 +3,7 @@
 //   longctx-bench st-read FILE            -> safetensors read throughput (GB/s): open + touch, open + copy to f32
 import Foundation
 import ModelIO
+import LoRA
 import TensorCore
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
@@ -73,7 +74,14 @@ case "st-write":
     let vals = (0..<per).map { _ in r.normal() }
     let t = Tensor(shape: [per], floats: vals, dtype: .bf16)
     try SafetensorsWriter.write((0..<64).map { ("t\($0)", t) }, metadata: ["format": "pt"], to: args[2])
+case "lora-pair":
+    // A synthetic fine-tune of BASE (known low-rank update per Linear + noise) for the LoRA benchmark:
+    // lora-pair BASE OUT [rank] [noise]
+    var ft = SyntheticFineTune()
+    if args.count > 4 { ft.defaultRank = Int(args[4]) ?? 8 }
+    if args.count > 5 { ft.noise = Float(args[5]) ?? 1e-4 }
+    try ft.write(base: args[2], out: args[3])
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | lora-pair BASE OUT [rank] [noise]\n".utf8))
     exit(2)
 }

@@ -17,6 +17,7 @@ enum Pair {
         ft.defaultRank = 6
         ft.rankOverrides = [("layers.1.self_attn.k_proj", 2), ("layers.0.mlp.down_proj", 3), ("embed_tokens", 4), ("lm_head", 4)]
         ft.noise = noise
+        ft.decay = 0.6
         try ft.write(base: base, out: tuned)
         return (base, tuned)
     }
