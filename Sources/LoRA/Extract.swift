@@ -210,6 +210,7 @@ public enum LoRAExtractor {
                 }
             }
         }
+        MappedPages.release(b); MappedPages.release(t)
         return d
     }
 

@@ -234,3 +234,23 @@ public struct LoRAFactors: Sendable {
         return c
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Memory hygiene for streaming over memory-mapped checkpoints.
+enum MappedPages {
+    /// Drops the resident pages of a zero-copy tensor view from this process (`madvise(MADV_DONTNEED)`
+    /// on the whole pages inside it): the mapping is read-only, so later reads fault the same bytes back
+    /// in from the page cache. Keeps resident memory bounded by the tensors in flight, not the model.
+    /// No effect on tensors that own their memory.
+    static func release(_ t: Tensor) {
+        guard !t.storage.isOwned, t.byteCount > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: t.rawPointer)
+        let lo = (start + page - 1) / page * page, hi = (start + t.byteCount) / page * page
+        guard hi > lo, let p = UnsafeMutableRawPointer(bitPattern: lo) else { return }
+        _ = madvise(p, hi - lo, Int32(MADV_DONTNEED))
+    }
+}

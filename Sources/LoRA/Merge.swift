@@ -117,9 +117,12 @@ public enum LoRAMerger {
                         }
                     }
                     try writer.append(name: name, tensor: Tensor(shape: info.shape, floats: acc, dtype: info.dtype))
+                    MappedPages.release(w)
                     merged += 1
                 } else {
-                    try writer.append(name: name, tensor: try ck.tensor(name))
+                    let t = try ck.tensor(name)
+                    try writer.append(name: name, tensor: t)
+                    MappedPages.release(t)
                     copied += 1
                 }
                 progress("[\(i + 1)/\(infos.count)] \(name)")

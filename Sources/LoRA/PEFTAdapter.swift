@@ -286,7 +286,7 @@ public struct AdapterContents {
             try w.append(name: AdapterKeys.a(m.name, m.kind), tensor: Tensor(shape: [f.rank, f.cols], floats: a, dtype: factorDType))
             try w.append(name: AdapterKeys.b(m.name, m.kind), tensor: Tensor(shape: [f.rows, f.rank], floats: b, dtype: factorDType))
         }
-        for (n, t) in saved { try w.append(name: AdapterKeys.saved(n), tensor: t) }
+        for (n, t) in saved { try w.append(name: AdapterKeys.saved(n), tensor: t); MappedPages.release(t) }
         try w.finish()
         try FileOps.writeAtomically(JSONValue.object(configJSON()).serialized() + "\n",
                                     to: (dir as NSString).appendingPathComponent(Adapter.configFile))
