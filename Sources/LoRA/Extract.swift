@@ -50,7 +50,7 @@ public struct ModuleReport: Codable, Sendable {
     public var relativeError: Double
     /// `σ₁/σ_r` (nil without a LoRA pair).
     public var conditionRatio: Double?
-    /// `‖Δ‖_F`.
+    /// `‖Δ‖_F` (0 for excluded modules, which are not read).
     public var deltaNorm: Double
     /// `exact`, `randomized` or empty.
     public var method: String
@@ -252,6 +252,10 @@ public enum LoRAExtractor {
             let m = plan[i]
             let w = m.name + ".weight"
             guard m.action == "lora" else {
+                if m.action == "excluded" {
+                    reports[m.name] = ModuleReport(module: m.name, action: "excluded", shape: tw.info(m.tensors[0])!.shape, rank: 0,
+                                                   energyRetained: 0, relativeError: 1, conditionRatio: nil, deltaNorm: 0, method: "", seconds: 0)
+                }
                 if m.action == "dropped" || m.action == "saved" {
                     var norm = 0.0
                     for n in m.tensors { norm += try delta(n, bw, tw, roundToDType: false).withUnsafeBufferPointer { LowRank.sumOfSquares($0) } }

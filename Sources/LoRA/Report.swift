@@ -56,7 +56,7 @@ public enum ModelCard {
 
         - base: `\(r.base)`
         - fine-tune: `\(r.tuned)`
-        - rank: \(r.maxRank) (max\(o.parameterBudget.map { ", global budget \($0) parameters" } ?? "")\(o.policy.energy.map { ", energy target \($0)" } ?? "")\(o.policy.svEpsilon > 0 ? ", σ > \(o.policy.svEpsilon)" : "")\(o.policy.relativeThreshold > 0 ? ", σ > \(o.policy.relativeThreshold)·σ₁" : ""))
+        - rank: up to \(r.maxRank) (limit \(o.policy.maxRank)\(o.parameterBudget.map { ", global budget \($0) parameters" } ?? "")\(o.policy.energy.map { ", energy target \($0)" } ?? "")\(o.policy.svEpsilon > 0 ? ", σ > \(o.policy.svEpsilon)" : "")\(o.policy.relativeThreshold > 0 ? ", σ > \(o.policy.relativeThreshold)·σ₁" : ""))
         - SVD: \(o.exact ? "exact (LAPACK)" : "randomized (q = r + \(o.oversampling.map(String.init) ?? "r"), \(o.powerIterations) power iterations, seed \(o.seed)) where cheaper than exact")
         - factors: \(o.split == .sqrt ? "√S on both" : o.split == .onB ? "S on B" : "S on A"), stored as \(contents.factorDType.rawValue)
         - scaling: \(o.scaling == .portable ? "portable (lora_alpha = r = \(contents.maxRank); lower ranks in rank_pattern only, compensation baked into the factors): PEFT, llama.cpp and vLLM apply the same delta" : "mergekit (rank_pattern = alpha_pattern): PEFT applies it exactly; llama.cpp ignores alpha_pattern")

@@ -151,4 +151,33 @@ struct ExtractMergeTests {
             }
         }
     }
+
+    @Test("include/exclude regexes, --save-module and --skip-undecomposable shape the adapter; target_modules stays exact")
+    func modulePolicy() throws {
+        let root = TestSupport.scratchDirectory("lora-policy2")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (base, tuned) = try Pair.make(root)
+        var o = ExtractionOptions()
+        o.policy.maxRank = 2
+        o.exclude = ["layers\\.1\\.self_attn"]
+        o.saveModules = ["o_proj"]
+        o.skipUndecomposable = true
+        let r = try LoRAExtractor.extract(base: base, tuned: tuned, out: root + "/a", options: o)
+        let action = Dictionary(uniqueKeysWithValues: r.modules.map { ($0.module, $0.action) })
+        #expect(action["model.layers.1.self_attn.q_proj"] == "excluded")
+        #expect(action["model.layers.0.self_attn.q_proj"] == "lora")
+        #expect(action["model.layers.0.self_attn.o_proj"] == "saved")
+        #expect(action["model.layers.0.input_layernorm"] == "dropped")
+        #expect(action["model.embed_tokens"] == "saved")
+        let cfg = try FileOps.readJSONObject(root + "/a/adapter_config.json").0
+        let targets = Set(cfg["target_modules"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        // q_proj of layer 1 is excluded, so q_proj must be named per module; the MLP leaves cover every layer.
+        #expect(targets.contains("model.layers.0.self_attn.q_proj") && !targets.contains("q_proj"))
+        #expect(targets.contains("gate_proj"))
+        let saved = Set(cfg["modules_to_save"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        // Layer 1's o_proj is excluded, so o_proj is saved under its full name only.
+        #expect(saved == ["embed_tokens", "model.layers.0.self_attn.o_proj", "lm_head"])
+        let ad = try Adapter(path: root + "/a")
+        #expect(ad.modules.allSatisfy { !$0.module.contains("layers.1.self_attn") })
+    }
 }

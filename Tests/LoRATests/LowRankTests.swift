@@ -126,4 +126,28 @@ struct LowRankTests {
             #expect(energy(got) >= best - slack - 1e-9)
         }
     }
+
+    @Test("DARE keeps about density of the entries; PEFT rescales by 1/density, mergekit keeps the L1 norm")
+    func dare() {
+        var rng = SeededRandom(seed: 12)
+        let x = (0..<20000).map { _ in rng.normal() }
+        let l1 = x.reduce(0.0) { $0 + Double(abs($1)) }
+        var g = SeededRandom(seed: 1)
+        let p = TaskMerge.dare(x, density: 0.3, semantics: .peft, rng: &g)
+        let kept = p.filter { $0 != 0 }.count
+        #expect(abs(Double(kept) / 20000 - 0.3) < 0.015)
+        for i in x.indices where p[i] != 0 { #expect(abs(p[i] - x[i] / 0.3) <= 1e-6 * abs(x[i] / 0.3)) }
+        var g2 = SeededRandom(seed: 1)
+        let m = TaskMerge.dare(x, density: 0.3, semantics: .mergekit, rng: &g2)
+        #expect(abs(m.reduce(0.0) { $0 + Double(abs($1)) } - l1) / l1 < 1e-5)
+        #expect(zip(p, m).allSatisfy { ($0 == 0) == ($1 == 0) })   // same mask for the same seed
+    }
+
+    @Test("TIES trims to ⌊density·n⌋ entries of largest magnitude")
+    func trim() {
+        let x: [Float] = [0.1, -3, 2, -0.5, 4, 0.2, -1, 0.05, 0.3, 5]
+        #expect(TaskMerge.trim(x, density: 0.3, atLeastOne: false) == [0, -3, 0, 0, 4, 0, 0, 0, 0, 5])
+        #expect(TaskMerge.trim(x, density: 0.05, atLeastOne: false).allSatisfy { $0 == 0 })
+        #expect(TaskMerge.trim(x, density: 0.05, atLeastOne: true).filter { $0 != 0 } == [5])
+    }
 }
