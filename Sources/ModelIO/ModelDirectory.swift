@@ -18,7 +18,10 @@ public final class ModelDirectory: @unchecked Sendable {
     public let configJSON: JSONObject
     public let config: ModelConfig
 
-    public init(path: String) throws {
+    /// `path` is a directory, or a short name from ``ModelResolver/known`` (`smollm2-135m-instruct`)
+    /// that `longctx models get` has fetched.
+    public init(path given: String) throws {
+        let path = try ModelResolver.resolve(given)
         guard FileOps.isDirectory(path) else {
             throw ModelIOError(path, FileOps.exists(path) ? "not a directory (a model is a directory with config.json)" : "no such directory")
         }

@@ -3,10 +3,12 @@
 //   longctx-bench st-read FILE            -> safetensors read throughput (GB/s): open + touch, open + copy to f32
 //   longctx-bench lora-pair BASE OUT [rank] [noise] -> writes a synthetic fine-tune of BASE (LoRA benchmark)
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
+//   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS
 import Foundation
 import ModelIO
 import LoRA
 import TensorCore
+import Transformer
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let t0 = ContinuousClock.now
@@ -62,6 +64,36 @@ func stRead(_ path: String) throws {
     print("{\"bench\":\"st-read\",\"bytes\":\(bytes),\"open_touch_gbps\":\(Double(bytes) / bestTouch / 1e9),\"open_copy_gbps\":\(Double(bytes) / bestCopy / 1e9),\"sink\":\(sink % 7)}")
 }
 
+/// Peak resident set size of this process (VmHWM), bytes.
+func peakRSS() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+    }
+    return 0
+}
+
+func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
+    let model = try TransformerModel(directory: dir)
+    var r = SeededRandom(seed: 3)
+    let vocab = model.configuration.vocabSize
+    let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
+    _ = try model.forward(Array(ids.prefix(256)), cache: model.makeCache(), logits: .last)  // warm-up
+    let cache = model.makeCache(capacity: n + steps)
+    var logits: [Float] = []
+    let t = try seconds { logits = try model.forward(ids, cache: cache, logits: .last) }
+    var decodeSeconds = 0.0
+    if steps > 0 {
+        decodeSeconds = try seconds {
+            for _ in 0..<steps {
+                let next = logits.indices.max { logits[$0] < logits[$1] }!
+                logits = try model.forward([next], cache: cache, logits: .last)
+            }
+        }
+    }
+    print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS())}")
+}
+
 let args = CommandLine.arguments
 switch args.count > 1 ? args[1] : "" {
 case "sgemm":
@@ -76,6 +108,8 @@ case "st-write":
     let vals = (0..<per).map { _ in r.normal() }
     let t = Tensor(shape: [per], floats: vals, dtype: .bf16)
     try SafetensorsWriter.write((0..<64).map { ("t\($0)", t) }, metadata: ["format": "pt"], to: args[2])
+case "prefill":
+    try prefill(args[2], tokens: Int(args[3]) ?? 1024, decode: args.count > 4 ? Int(args[4]) ?? 0 : 0)
 case "lora-pair":
     // A synthetic fine-tune of BASE (known low-rank update per Linear + noise) for the LoRA benchmark:
     // lora-pair BASE OUT [rank] [noise]
@@ -88,6 +122,6 @@ case "lora-error":
     let e = try LoRAEvaluation.error(base: args[2], tuned: args[3], adapter: args[4])
     print("{\"global_relative_error\": \(e.globalRelativeError), \"mean_relative_error\": \(e.meanRelativeError), \"modules\": \(e.modules.count)}")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER\n".utf8))
     exit(2)
 }

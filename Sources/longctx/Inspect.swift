@@ -15,7 +15,7 @@ struct Inspect: AsyncParsableCommand {
     var noTensors = false
 
     func run() async throws {
-        let summary = try ModelSummary(ModelDirectory(path: model))
+        let summary = try ModelSummary(ModelDirectory(path: ModelResolver.resolve(model)))
         if json { try Output.json(summary) } else { print(summary.text(showTensors: !noTensors), terminator: "") }
     }
 }

@@ -106,7 +106,7 @@ struct RopeSource {
     let fromTextConfig: Bool
 
     init(model: String, layerType: String?) throws {
-        directory = try ModelDirectory(path: model)
+        directory = try ModelDirectory(path: ModelResolver.resolve(model))
         var data = try directory.configData()
         var textConfig = false
         if directory.configJSON["hidden_size"] == nil && directory.configJSON["head_dim"] == nil,
