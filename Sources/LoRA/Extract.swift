@@ -165,7 +165,7 @@ public enum LoRAExtractor {
             let lf = leaf(m.name)
             let role: ModuleRole = rank != 2 ? .other : embeddingLeaves.contains(lf) ? .embedding : headLeaves.contains(lf) ? .lmHead : .linear
             modules[i].role = role
-            modules[i].tensors.sort { a, _ in a == w }
+            if let wi = modules[i].tensors.firstIndex(of: w), wi > 0 { modules[i].tensors.insert(modules[i].tensors.remove(at: wi), at: 0) }
             let included = (inc.isEmpty || search(inc, m.name)) && !search(exc, m.name)
             let forcedSave = o.saveModules.contains(m.name) || o.saveModules.contains(lf)
             let action: String
