@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "ModelIO", targets: ["ModelIO"]),
         .library(name: "RoPE", targets: ["RoPE"]),
+        .library(name: "LoRA", targets: ["LoRA"]),
         .library(name: "Transformer", targets: ["Transformer"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
         .library(name: "GGUFImport", targets: ["GGUFImport"]),
@@ -33,26 +34,29 @@ let package = Package(
         .target(name: "Tokenizers", dependencies: ["ModelIO"]),
         // Model I/O: JSON, safetensors, sharded checkpoints, Hugging Face model directories, zstd.
         .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
+        // LoRA extraction (SVD of weight deltas), merging and combination; PEFT adapter format.
+        .target(name: "LoRA", dependencies: ["TensorCore", "ModelIO"]),
         // Llama-family transformer engine: weights, blockwise attention, KV cache, sampling, generation.
         .target(name: "Transformer", dependencies: ["TensorCore", "ModelIO", "RoPE", "Tokenizers", "CKernels"]),
         // GGUF → Hugging Face directory import (weights, config, tokenizer) and the model cache.
         .target(name: "GGUFImport", dependencies: ["ModelIO", "TensorCore", "RoPE"]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport",
+            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Helpers shared by the test targets: temporary directories, running `longctx` and Python.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Micro-benchmarks driven by scripts/bench.
-        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO", "Transformer"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO", "Transformer", "LoRA"]),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport", "longctx"]),
         .testTarget(name: "GGUFTests", dependencies: ["ModelIO", "GGUFImport", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "LoRATests", dependencies: ["LoRA", "ModelIO", "TensorCore", "TestSupport"]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

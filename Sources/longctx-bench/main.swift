@@ -1,9 +1,12 @@
 // Micro-benchmarks for the tensor core and model I/O, printed as JSON lines for scripts/bench.
 //   longctx-bench sgemm N [threads]       -> best-of GFLOP/s of cblas_sgemm N×N×N
 //   longctx-bench st-read FILE            -> safetensors read throughput (GB/s): open + touch, open + copy to f32
+//   longctx-bench lora-pair BASE OUT [rank] [noise] -> writes a synthetic fine-tune of BASE (LoRA benchmark)
+//   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
 //   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS
 import Foundation
 import ModelIO
+import LoRA
 import TensorCore
 import Transformer
 
@@ -107,7 +110,18 @@ case "st-write":
     try SafetensorsWriter.write((0..<64).map { ("t\($0)", t) }, metadata: ["format": "pt"], to: args[2])
 case "prefill":
     try prefill(args[2], tokens: Int(args[3]) ?? 1024, decode: args.count > 4 ? Int(args[4]) ?? 0 : 0)
+case "lora-pair":
+    // A synthetic fine-tune of BASE (known low-rank update per Linear + noise) for the LoRA benchmark:
+    // lora-pair BASE OUT [rank] [noise]
+    var ft = SyntheticFineTune()
+    if args.count > 4 { ft.defaultRank = Int(args[4]) ?? 8 }
+    if args.count > 5 { ft.noise = Float(args[5]) ?? 1e-4 }
+    try ft.write(base: args[2], out: args[3])
+case "lora-error":
+    // Relative Frobenius error of any PEFT adapter against the fine-tune's deltas: lora-error BASE TUNED ADAPTER
+    let e = try LoRAEvaluation.error(base: args[2], tuned: args[3], adapter: args[4])
+    print("{\"global_relative_error\": \(e.globalRelativeError), \"mean_relative_error\": \(e.meanRelativeError), \"modules\": \(e.modules.count)}")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode]\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER\n".utf8))
     exit(2)
 }
