@@ -12,6 +12,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -28,9 +30,21 @@ let package = Package(
         .target(name: "RoPE"),
         // Model I/O: JSON, safetensors, sharded checkpoints, Hugging Face model directories, zstd.
         .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
+        // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
+        .target(name: "Evaluation"),
+        // Evaluation backends: OpenAI-compatible HTTP client (retries, timeouts, concurrency limit).
+        .target(name: "EvalBackends", dependencies: [
+            "Evaluation",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+        // OpenAI-compatible HTTP server over a text generator (`longctx serve`).
+        .target(name: "Serving", dependencies: [
+            "Evaluation",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE",
+            "TensorCore", "ModelIO", "RoPE", "Evaluation", "EvalBackends", "Serving",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -41,6 +55,9 @@ let package = Package(
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "EvaluationTests",
+                    dependencies: ["Evaluation", "EvalBackends", "Serving", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
