@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "ModelIO", targets: ["ModelIO"]),
         .library(name: "RoPE", targets: ["RoPE"]),
+        .library(name: "Transformer", targets: ["Transformer"]),
+        .library(name: "Tokenizers", targets: ["Tokenizers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,8 +30,12 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
         // RoPE scaling math (pure): inverse frequencies, attention factors, plans, config codec.
         .target(name: "RoPE"),
+        // Hugging Face tokenizer.json tokenizers (BPE), chat formatting, a tiny BPE trainer for random models.
+        .target(name: "Tokenizers", dependencies: ["ModelIO"]),
         // Model I/O: JSON, safetensors, sharded checkpoints, Hugging Face model directories, zstd.
         .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
+        // Llama-family transformer engine: weights, blockwise attention, KV cache, sampling, generation.
+        .target(name: "Transformer", dependencies: ["TensorCore", "ModelIO", "RoPE", "Tokenizers", "CKernels"]),
         // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
         .target(name: "Evaluation"),
         // Evaluation backends: OpenAI-compatible HTTP client (retries, timeouts, concurrency limit).
@@ -44,7 +50,7 @@ let package = Package(
         ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE", "Evaluation", "EvalBackends", "Serving",
+            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "Evaluation", "EvalBackends", "Serving",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -55,8 +61,10 @@ let package = Package(
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport", "longctx"]),
         .testTarget(name: "EvaluationTests",
-                    dependencies: ["Evaluation", "EvalBackends", "Serving", "TestSupport"],
+                    dependencies: ["Evaluation", "EvalBackends", "Serving", "Tokenizers", "Transformer", "TestSupport", "longctx"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ModelIO
 import TensorCore
+import Tokenizers
 
 struct InitModel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +15,7 @@ struct InitModel: AsyncParsableCommand {
     @Option(help: "Attention heads.") var heads = 4
     @Option(name: .customLong("kv-heads"), help: "Key/value heads (GQA).") var kvHeads = 2
     @Option(name: .customLong("head-dim"), help: "Head dimension (default hidden/heads).") var headDim: Int?
-    @Option(help: "Vocabulary size.") var vocab = 256
+    @Option(help: "Vocabulary size (at least 259: the tokenizer has 3 specials and 256 bytes).") var vocab = 512
     @Option(name: .customLong("max-position"), help: "max_position_embeddings.") var maxPosition = 2048
     @Option(name: .customLong("rope-theta"), help: "RoPE base θ.") var ropeTheta = 10000.0
     @Flag(name: .customLong("tie-embeddings"), help: "Tie the LM head to the embeddings.") var tie = false
@@ -37,7 +38,19 @@ struct InitModel: AsyncParsableCommand {
             throw ValidationError("--max-shard-size '\(maxShardSize)' is not a size like 5GB or 200KB")
         }
         spec.maxShardBytes = shard
-        try spec.write(to: out)
+        // Model and tokenizer are assembled in a temporary sibling and renamed into place together.
+        let tokenizer = try TokenizerFactory.make(vocabSize: vocab, seed: seed)
+        guard !FileOps.exists(out) else { throw ModelIOError(out, "already exists; choose a new output directory") }
+        let tmp = FileOps.temporarySibling(of: out)
+        do {
+            try spec.write(to: tmp)
+            try FileOps.writeAtomically(tokenizer.tokenizerJSON, to: tmp + "/tokenizer.json")
+            try FileOps.writeAtomically(tokenizer.configJSON, to: tmp + "/tokenizer_config.json")
+            try FileOps.rename(tmp, to: out)
+        } catch {
+            FileOps.remove(tmp)
+            throw error
+        }
         print("wrote \(out)")
     }
 }

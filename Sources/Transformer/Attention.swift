@@ -1,0 +1,234 @@
+import CKernels
+import Foundation
+import TensorCore
+
+/// Shapes of multi-head attention with grouped key/value heads.
+public struct AttentionShape: Sendable, Equatable {
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    /// Scores are `q·k × scale` (transformers: `head_dim ** -0.5`).
+    public var scale: Float
+    /// Keys with `queryPosition − keyPosition ≥ slidingWindow` are masked (Mistral). `nil`: none.
+    public var slidingWindow: Int?
+
+    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float? = nil, slidingWindow: Int? = nil) {
+        precondition(heads % kvHeads == 0, "heads must be a multiple of kvHeads")
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.scale = scale ?? 1 / Float(headDim).squareRoot()
+        self.slidingWindow = slidingWindow
+    }
+
+    public var groupSize: Int { heads / kvHeads }
+}
+
+/// Keys and values of one layer laid out head-major: head `h`'s key at position `p` is
+/// `keys[(h · stride + p) · headDim ..< … + headDim]`; positions `0..<count` are valid.
+public struct KeyValueView: @unchecked Sendable {
+    public var keys: UnsafePointer<Float>
+    public var values: UnsafePointer<Float>
+    /// Positions per head slot (the cache capacity).
+    public var stride: Int
+    /// Keys `0..<count` are present.
+    public var count: Int
+    /// Absolute position of key index 0 (non-zero for a shard of a sequence in ring attention).
+    public var firstPosition: Int
+
+    public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int, count: Int, firstPosition: Int = 0) {
+        self.keys = keys
+        self.values = values
+        self.stride = stride
+        self.count = count
+        self.firstPosition = firstPosition
+    }
+}
+
+/// Blockwise causal attention with an online softmax (flash-attention style): memory is
+/// O(block²) per worker, independent of sequence length.
+///
+/// For each (key/value head, tile of `queryBlock` query positions), the `groupSize` query heads that share the
+/// key/value head are stacked into one `(queryBlock·groupSize) × headDim` matrix, then key blocks of `keyBlock`
+/// positions are visited in order: `S = Q·Kᵀ·scale` (BLAS), the running max/sum update and `exp` in
+/// `ck_softmax_block`, `O = O·corr + P·V` (BLAS). The result equals `softmax(QKᵀ·scale + mask)·V` as
+/// transformers' eager/sdpa attention computes it (causal mask, optional sliding window), to f32 rounding.
+public enum BlockwiseAttention {
+    public static let defaultQueryBlock = 64
+    public static let defaultKeyBlock = 512
+
+    /// Computes attention outputs for `count` queries at absolute positions `firstPosition ..< firstPosition+count`.
+    ///
+    /// - `query`: `count × (heads·headDim)` row-major with row stride `queryStride` (head `h` at column `h·headDim`).
+    /// - `kv`: the keys/values visible to these queries (causality is applied by position).
+    /// - `output`: `count × (heads·headDim)`, row stride `outputStride`.
+    /// - `logSumExp`: optional `heads × count` (head-major) natural-log normaliser per query row, for merging partial
+    ///   results with ``mergePartial(output:logSumExp:with:otherLogSumExp:rows:width:)`` (ring attention).
+    ///   A row with no visible key gets output 0 and log-sum-exp −∞.
+    /// - `workers`: parallel workers; BLAS runs single-threaded inside them.
+    /// - `queryBlock`/`keyBlock`: tile sizes (query positions per tile, keys per block).
+    public static func attend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int,
+                              count: Int, firstPosition: Int, kv: KeyValueView, causal: Bool = true,
+                              output: UnsafeMutablePointer<Float>, outputStride: Int,
+                              logSumExp: UnsafeMutablePointer<Float>? = nil, workers: Int = 2,
+                              queryBlock: Int = defaultQueryBlock, keyBlock: Int = defaultKeyBlock) {
+        guard count > 0 else { return }
+        let g = shape.groupSize, hd = shape.headDim
+        let qb = max(1, queryBlock), kb = max(1, keyBlock)
+        let tiles = (count + qb - 1) / qb
+        // Tasks ordered so the costliest (latest) tiles start first; worker w takes tasks w, w+W, …
+        var tasks: [(head: Int, tile: Int)] = []
+        for tile in stride(from: tiles - 1, through: 0, by: -1) {
+            for h in 0..<shape.kvHeads { tasks.append((h, tile)) }
+        }
+        let nWorkers = max(1, min(workers, tasks.count))
+        let savedThreads = BLAS.threads
+        if nWorkers > 1 { BLAS.threads = 1 }
+        defer { if nWorkers > 1 { BLAS.threads = savedThreads } }
+        nonisolated(unsafe) let q = query
+        nonisolated(unsafe) let out = output
+        nonisolated(unsafe) let lse = logSumExp
+        let taskList = tasks
+        DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
+            let maxRows = qb * g
+            let qTile = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * hd)
+            let oTile = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * hd)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * kb)
+            let m = UnsafeMutablePointer<Float>.allocate(capacity: maxRows)
+            let l = UnsafeMutablePointer<Float>.allocate(capacity: maxRows)
+            let corr = UnsafeMutablePointer<Float>.allocate(capacity: maxRows)
+            let lo = UnsafeMutablePointer<Int32>.allocate(capacity: maxRows)
+            let hi = UnsafeMutablePointer<Int32>.allocate(capacity: maxRows)
+            defer {
+                qTile.deallocate(); oTile.deallocate(); scores.deallocate()
+                m.deallocate(); l.deallocate(); corr.deallocate(); lo.deallocate(); hi.deallocate()
+            }
+            var t = w
+            while t < taskList.count {
+                let (kvh, tile) = taskList[t]
+                t += nWorkers
+                let t0 = tile * qb, tn = min(qb, count - t0)
+                let rows = tn * g
+                // Pack the group's queries: row (i, j) = query i of the tile, head kvh·g + j.
+                for i in 0..<tn {
+                    for j in 0..<g {
+                        let src = q + (t0 + i) * queryStride + (kvh * g + j) * hd
+                        (qTile + (i * g + j) * hd).update(from: src, count: hd)
+                    }
+                }
+                oTile.update(repeating: 0, count: rows * hd)
+                m.update(repeating: -Float.infinity, count: rows)
+                l.update(repeating: 0, count: rows)
+                // Visible key range for the whole tile.
+                let lastQueryPos = firstPosition + t0 + tn - 1
+                let firstQueryPos = firstPosition + t0
+                var keyEnd = kv.count  // exclusive, in key indices
+                if causal { keyEnd = min(keyEnd, lastQueryPos - kv.firstPosition + 1) }
+                var keyStart = 0
+                if let win = shape.slidingWindow { keyStart = max(0, firstQueryPos - win + 1 - kv.firstPosition) }
+                let kBase = kv.keys + kvh * kv.stride * hd
+                let vBase = kv.values + kvh * kv.stride * hd
+                var k0 = keyStart
+                while k0 < keyEnd {
+                    let nb = min(kb, keyEnd - k0)
+                    BLAS.sgemm(transB: true, m: rows, n: nb, k: hd, alpha: shape.scale,
+                               a: qTile, lda: hd, b: kBase + k0 * hd, ldb: hd, beta: 0, c: scores, ldc: nb)
+                    let keyPos0 = kv.firstPosition + k0
+                    for i in 0..<tn {
+                        let qpos = firstPosition + t0 + i
+                        var h = Int32(clamping: nb)
+                        if causal { h = Int32(clamping: min(nb, qpos - keyPos0 + 1)) }
+                        var lw: Int32 = 0
+                        if let win = shape.slidingWindow { lw = Int32(clamping: max(0, qpos - win + 1 - keyPos0)) }
+                        for j in 0..<g { lo[i * g + j] = lw; hi[i * g + j] = h }
+                    }
+                    ck_softmax_block(scores, rows, nb, nb, lo, hi, m, l, corr)
+                    for r in 0..<rows where corr[r] != 1 {
+                        let c = corr[r], row = oTile + r * hd
+                        for e in 0..<hd { row[e] *= c }
+                    }
+                    BLAS.sgemm(m: rows, n: hd, k: nb, a: scores, lda: nb, b: vBase + k0 * hd, ldb: hd,
+                               beta: 1, c: oTile, ldc: hd)
+                    k0 += nb
+                }
+                for i in 0..<tn {
+                    for j in 0..<g {
+                        let r = i * g + j
+                        let head = kvh * g + j
+                        let dst = out + (t0 + i) * outputStride + head * hd
+                        let inv: Float = l[r] > 0 ? 1 / l[r] : 0
+                        let src = oTile + r * hd
+                        for e in 0..<hd { dst[e] = src[e] * inv }
+                        if let lse { lse[head * count + t0 + i] = l[r] > 0 ? m[r] + Foundation.log(l[r]) : -Float.infinity }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Merges two partial attention results over disjoint key sets into the first (the block-merge step of
+    /// blockwise and ring attention): with `L = logaddexp(L₁, L₂)`, `O = O₁·e^{L₁−L} + O₂·e^{L₂−L}`.
+    ///
+    /// - `output`/`other`: `rows × width` row-major (one row per (query, head) pair, `width = headDim`).
+    /// - `logSumExp`/`otherLogSumExp`: `rows` values; −∞ marks a row that saw no key.
+    public static func mergePartial(output: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>,
+                                    with other: UnsafePointer<Float>, otherLogSumExp: UnsafePointer<Float>,
+                                    rows: Int, width: Int) {
+        for r in 0..<rows {
+            let a = logSumExp[r], b = otherLogSumExp[r]
+            if b == -Float.infinity { continue }
+            let o = output + r * width, p = other + r * width
+            if a == -Float.infinity {
+                o.update(from: p, count: width)
+                logSumExp[r] = b
+                continue
+            }
+            let mx = max(a, b)
+            let ea = Foundation.exp(a - mx), eb = Foundation.exp(b - mx)
+            let s = ea + eb
+            let wa = ea / s, wb = eb / s
+            for e in 0..<width { o[e] = o[e] * wa + p[e] * wb }
+            logSumExp[r] = mx + Foundation.log(s)
+        }
+    }
+
+    /// Reference attention that materialises the full score matrix in Double (for tests): same arguments as
+    /// ``attend(shape:query:queryStride:count:firstPosition:kv:causal:output:outputStride:logSumExp:workers:)``.
+    public static func naive(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
+                             firstPosition: Int, kv: KeyValueView, causal: Bool = true,
+                             output: UnsafeMutablePointer<Float>, outputStride: Int) {
+        let g = shape.groupSize, hd = shape.headDim
+        var scores = [Double](repeating: 0, count: kv.count)
+        for i in 0..<count {
+            let qpos = firstPosition + i
+            for h in 0..<shape.heads {
+                let kvh = h / g
+                let qv = query + i * queryStride + h * hd
+                var mx = -Double.infinity
+                for k in 0..<kv.count {
+                    let kpos = kv.firstPosition + k
+                    var visible = !causal || kpos <= qpos
+                    if let win = shape.slidingWindow, qpos - kpos >= win { visible = false }
+                    if !visible { scores[k] = -.infinity; continue }
+                    let kvec = kv.keys + (kvh * kv.stride + k) * hd
+                    var s = 0.0
+                    for e in 0..<hd { s += Double(qv[e]) * Double(kvec[e]) }
+                    scores[k] = s * Double(shape.scale)
+                    mx = max(mx, scores[k])
+                }
+                let dst = output + i * outputStride + h * hd
+                var acc = [Double](repeating: 0, count: hd)
+                var sum = 0.0
+                if mx > -.infinity {
+                    for k in 0..<kv.count where scores[k] > -.infinity {
+                        let p = Foundation.exp(scores[k] - mx)
+                        sum += p
+                        let vvec = kv.values + (kvh * kv.stride + k) * hd
+                        for e in 0..<hd { acc[e] += p * Double(vvec[e]) }
+                    }
+                }
+                for e in 0..<hd { dst[e] = sum > 0 ? Float(acc[e] / sum) : 0 }
+            }
+        }
+    }
+}

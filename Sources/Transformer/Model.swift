@@ -1,0 +1,175 @@
+import CKernels
+import Foundation
+import ModelIO
+import RoPE
+import TensorCore
+
+/// Errors from running a model, naming what was wrong.
+public struct EngineError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A Llama-family causal language model (Llama 2/3.x, Mistral, Qwen2/2.5, SmolLM, TinyLlama) run in f32 on
+/// BLAS, computing what transformers' `LlamaForCausalLM` / `MistralForCausalLM` / `Qwen2ForCausalLM` compute:
+///
+/// `x = embed(ids)`; per layer `x += o_proj(attn(rope(q), rope(k), v))` on `rmsnorm(x)`, then
+/// `x += down(silu(gate(h)) · up(h))` on `h = rmsnorm(x)`; `logits = lm_head(rmsnorm(x))`.
+///
+/// Weights stay in their checkpoint dtype (memory-mapped when f32). Prompts are processed in chunks of
+/// ``prefillChunk`` tokens against a ``KVCache``; attention is blockwise (``BlockwiseAttention``), so memory grows
+/// linearly with context length. RoPE comes from the RoPE library, with dynamic NTK's length-dependent base and
+/// longrope's short/long switch updated per ``forward(_:cache:logits:)`` call like transformers'
+/// `dynamic_rope_update`, and YaRN's attention factor folded into cos/sin.
+///
+/// Not thread-safe: one forward call at a time per instance.
+public final class TransformerModel: @unchecked Sendable {
+    public let configuration: TransformerConfiguration
+    public let directory: ModelDirectory
+    let weights: ModelWeights
+    public private(set) var rope: RopeRuntime
+    /// Tokens per prefill chunk.
+    public var prefillChunk = 512
+    /// Parallel workers for attention (BLAS uses its own threads for the projections).
+    public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    private let weightScratch = FloatBuffer()
+    private let xBuf = FloatBuffer(), hBuf = FloatBuffer(), qkvBuf = FloatBuffer()
+    private let attnBuf = FloatBuffer(), mlpBuf = FloatBuffer(), logitBuf = FloatBuffer()
+
+    /// Loads a model directory (config.json + safetensors). Errors name the file and tensor.
+    public convenience init(directory path: String) throws {
+        try self.init(directory: try ModelDirectory(path: path))
+    }
+
+    public init(directory: ModelDirectory) throws {
+        self.directory = directory
+        configuration = try TransformerConfiguration(directory: directory)
+        weights = try ModelWeights(checkpoint: try directory.weights(), configuration: configuration,
+                                   path: directory.path)
+        rope = try RopeRuntime(configuration.rope)
+    }
+
+    public var attentionShape: AttentionShape {
+        AttentionShape(heads: configuration.heads, kvHeads: configuration.kvHeads, headDim: configuration.headDim,
+                       slidingWindow: configuration.slidingWindow)
+    }
+
+    /// A new empty cache for this model.
+    public func makeCache(capacity: Int = 256) -> KVCache {
+        KVCache(layers: configuration.layers, kvHeads: configuration.kvHeads, headDim: configuration.headDim,
+                capacity: capacity)
+    }
+
+    /// Which logits a forward call returns.
+    public enum Logits: Sendable { case none, last, all }
+
+    /// Runs `tokens` at positions `cache.count ..< cache.count + tokens.count`, appending their keys/values to
+    /// `cache`. Returns logits row-major `[rows × vocab]`: every position (`.all`), the last (`.last`) or none.
+    public func forward(_ tokens: [Int], cache: KVCache, logits: Logits = .last) throws -> [Float] {
+        let c = configuration
+        guard !tokens.isEmpty else { return [] }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= c.vocabSize }) {
+            throw EngineError("token id \(bad) is outside the vocabulary (0..<\(c.vocabSize)) of \(directory.path)")
+        }
+        let start = cache.count
+        // One frequency update per call, with the call's largest position, as transformers does per forward.
+        try rope.update(maxPositionId: start + tokens.count - 1)
+        cache.reserve(start + tokens.count)
+        var result: [Float] = []
+        if logits == .all { result.reserveCapacity(tokens.count * c.vocabSize) }
+        var offset = 0
+        while offset < tokens.count {
+            let n = min(max(1, prefillChunk), tokens.count - offset)
+            let isLast = offset + n == tokens.count
+            let rows: Int
+            switch logits {
+            case .all: rows = n
+            case .last: rows = isLast ? 1 : 0
+            case .none: rows = 0
+            }
+            let chunkLogits = forwardChunk(Array(tokens[offset..<(offset + n)]), cache: cache, logitRows: rows)
+            result.append(contentsOf: chunkLogits)
+            offset += n
+        }
+        return result
+    }
+
+    /// One chunk of `n` tokens; returns logits for its last `logitRows` positions.
+    private func forwardChunk(_ tokens: [Int], cache: KVCache, logitRows: Int) -> [Float] {
+        let c = configuration
+        let n = tokens.count, d = c.hiddenSize, hd = c.headDim
+        let qw = c.queryWidth, kvw = c.kvWidth, fused = qw + 2 * kvw, inter = c.intermediateSize
+        let start = cache.count
+        let x = xBuf.reserve(n * d), h = hBuf.reserve(n * d)
+        let qkv = qkvBuf.reserve(n * fused), attn = attnBuf.reserve(n * qw)
+        let gu = mlpBuf.reserve(n * 2 * inter)
+
+        for (t, id) in tokens.enumerated() { weights.embedding.copyRow(id, into: x + t * d) }
+        let table = rope.current.table(positions: Array(start..<(start + n)))
+        let shape = attentionShape
+
+        for (li, layer) in weights.layers.enumerated() {
+            ck_rmsnorm(x, layer.inputNorm, h, n, d, c.rmsNormEps)
+            linear(h, rows: n, layer.qkv, bias: layer.qkvBias, out: qkv, ldc: fused)
+            applyRotary(qkv, rows: n, stride: fused, heads: c.heads, table: table)
+            applyRotary(qkv + qw, rows: n, stride: fused, heads: c.kvHeads, table: table)
+            cache.store(layer: li, keys: qkv + qw, values: qkv + qw + kvw, rows: n, rowStride: fused)
+            BlockwiseAttention.attend(shape: shape, query: qkv, queryStride: fused, count: n, firstPosition: start,
+                                      kv: cache.view(layer: li, extra: n), output: attn, outputStride: qw,
+                                      workers: workers)
+            linear(attn, rows: n, layer.output, bias: layer.outputBias, out: x, ldc: d, accumulate: true)
+            ck_rmsnorm(x, layer.postAttentionNorm, h, n, d, c.rmsNormEps)
+            linear(h, rows: n, layer.gateUp, bias: layer.gateUpBias, out: gu, ldc: 2 * inter)
+            for t in 0..<n { ck_silu_mul(gu + t * 2 * inter, gu + t * 2 * inter + inter, inter) }
+            linear(gu, rows: n, lda: 2 * inter, layer.down, bias: layer.downBias, out: x, ldc: d, accumulate: true)
+        }
+        cache.advance(by: n)
+        _ = hd
+        guard logitRows > 0 else { return [] }
+        let first = n - logitRows
+        ck_rmsnorm(x + first * d, weights.finalNorm, h, logitRows, d, c.rmsNormEps)
+        let out = logitBuf.reserve(logitRows * c.vocabSize)
+        linear(h, rows: logitRows, weights.lmHead, bias: nil, out: out, ldc: c.vocabSize)
+        return Array(UnsafeBufferPointer(start: out, count: logitRows * c.vocabSize))
+    }
+
+    /// `out[rows × W.rows] (+)= input[rows × W.cols] · Wᵀ + bias` (a PyTorch `Linear`), f32 through BLAS.
+    private func linear(_ input: UnsafePointer<Float>, rows: Int, lda: Int? = nil, _ w: WeightMatrix, bias: [Float]?,
+                        out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
+        w.withF32(scratch: weightScratch) { wp in
+            BLAS.sgemm(transB: true, m: rows, n: w.rows, k: w.cols, a: input, lda: lda ?? w.cols, b: wp, ldb: w.cols,
+                       beta: accumulate ? 1 : 0, c: out, ldc: ldc)
+        }
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                for r in 0..<rows {
+                    let row = out + r * ldc
+                    for j in 0..<w.rows { row[j] += b[j] }
+                }
+            }
+        }
+    }
+
+    /// Rotates `heads` head vectors per row in place (half-split pairs `(j, j + d/2)`, transformers'
+    /// `q·cos + rotate_half(q)·sin`); channels past the rotary dimension pass through.
+    private func applyRotary(_ base: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int, table: RopeTable) {
+        let rd = table.rotaryDim, half = rd / 2, hd = configuration.headDim
+        table.cos.withUnsafeBufferPointer { cosp in
+            table.sin.withUnsafeBufferPointer { sinp in
+                for t in 0..<rows {
+                    let cr = cosp.baseAddress! + t &* rd, sr = sinp.baseAddress! + t &* rd
+                    for hIndex in 0..<heads {
+                        let v = base + (t &* stride &+ hIndex &* hd)
+                        for j in 0..<half {
+                            let x1 = v[j], x2 = v[j &+ half]
+                            v[j] = x1 * cr[j] - x2 * sr[j]
+                            v[j &+ half] = x2 * cr[j &+ half] + x1 * sr[j &+ half]
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

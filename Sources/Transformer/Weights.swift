@@ -1,0 +1,165 @@
+import Foundation
+import ModelIO
+import TensorCore
+
+/// A growable f32 scratch buffer, 64-byte aligned, reused across calls to avoid page faults.
+final class FloatBuffer: @unchecked Sendable {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+
+    init(_ count: Int = 0) {
+        capacity = max(count, 16)
+        pointer = FloatBuffer.allocate(capacity)
+    }
+
+    deinit { free(pointer) }
+
+    private static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
+        var raw: UnsafeMutableRawPointer?
+        posix_memalign(&raw, 64, n * MemoryLayout<Float>.size)
+        return raw!.bindMemory(to: Float.self, capacity: n)
+    }
+
+    /// Ensures room for `count` floats (contents are not kept) and returns the pointer.
+    @discardableResult
+    func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            free(pointer)
+            capacity = count
+            pointer = FloatBuffer.allocate(count)
+        }
+        return pointer
+    }
+}
+
+/// A weight matrix `[rows, cols]` (PyTorch `Linear` layout `[out, in]`) kept in its checkpoint dtype.
+/// f32 matrices are used in place (memory-mapped); f16/bf16 ones are widened to f32 into a scratch
+/// buffer just before a matrix product.
+struct WeightMatrix: @unchecked Sendable {
+    let rows: Int
+    let cols: Int
+    let tensor: Tensor
+
+    init(_ tensor: Tensor) {
+        precondition(tensor.rank == 2)
+        self.tensor = tensor
+        rows = tensor.shape[0]
+        cols = tensor.shape[1]
+    }
+
+    var dtype: DType { tensor.dtype }
+
+    /// Rows `0..<n` of the matrix as f32, valid inside `body`.
+    func withF32<R>(rows n: Int? = nil, scratch: FloatBuffer, _ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
+        let count = (n ?? rows) * cols
+        if dtype == .f32 {
+            return try body(tensor.rawPointer.assumingMemoryBound(to: Float.self))
+        }
+        let dst = scratch.reserve(count)
+        Convert.toFloat(tensor.rawPointer, dtype: dtype, count: count, into: dst)
+        return try body(UnsafePointer(dst))
+    }
+
+    /// Row `r` widened to f32 into `dst` (`cols` values).
+    func copyRow(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
+        Convert.toFloat(tensor.rawPointer + r * cols * dtype.size, dtype: dtype, count: cols, into: dst)
+    }
+
+    /// Stacks matrices with the same column count and dtype along rows (a fused projection).
+    static func stacked(_ parts: [Tensor]) -> WeightMatrix {
+        let dtype = parts[0].dtype
+        let cols = parts[0].shape[1]
+        let sameType = parts.allSatisfy { $0.dtype == dtype }
+        let outType: DType = sameType ? dtype : .f32
+        let rows = parts.reduce(0) { $0 + $1.shape[0] }
+        let out = Tensor(zeros: [rows, cols], dtype: outType)
+        out.withUnsafeMutableBytes { dst in
+            var offset = 0
+            for p in parts {
+                let src = outType == p.dtype ? p : p.converted(to: outType)
+                let n = src.byteCount
+                dst.baseAddress!.advanced(by: offset).copyMemory(from: src.rawPointer, byteCount: n)
+                offset += n
+            }
+        }
+        return WeightMatrix(out)
+    }
+}
+
+/// One decoder layer's parameters.
+struct LayerWeights: @unchecked Sendable {
+    let inputNorm: [Float]
+    let postAttentionNorm: [Float]
+    /// q, k and v projections stacked: `[(heads + 2·kvHeads)·headDim, hidden]`.
+    let qkv: WeightMatrix
+    let qkvBias: [Float]?
+    let output: WeightMatrix
+    let outputBias: [Float]?
+    /// gate and up projections stacked: `[2·intermediate, hidden]`.
+    let gateUp: WeightMatrix
+    let gateUpBias: [Float]?
+    let down: WeightMatrix
+    let downBias: [Float]?
+}
+
+/// All parameters of a Llama-family causal LM, read from a checkpoint with Hugging Face tensor names.
+struct ModelWeights: @unchecked Sendable {
+    let embedding: WeightMatrix
+    let layers: [LayerWeights]
+    let finalNorm: [Float]
+    let lmHead: WeightMatrix
+
+    init(checkpoint: Checkpoint, configuration c: TransformerConfiguration, path: String) throws {
+        func load(_ name: String, _ shape: [Int]) throws -> Tensor {
+            guard checkpoint.contains(name) else {
+                throw ModelIOError(path, "tensor '\(name)' is missing from the checkpoint")
+            }
+            let t = try checkpoint.tensor(name)
+            guard t.shape == shape else {
+                throw ModelIOError(path, "tensor '\(name)' has shape \(t.shape), expected \(shape) from config.json")
+            }
+            guard [.f32, .f16, .bf16].contains(t.dtype) else {
+                throw ModelIOError(path, "tensor '\(name)' has dtype \(t.dtype.rawValue); the engine reads F32, F16 and BF16")
+            }
+            return t
+        }
+        func vector(_ name: String, _ n: Int) throws -> [Float] { try load(name, [n]).floats() }
+
+        let d = c.hiddenSize, hd = c.headDim, inter = c.intermediateSize
+        embedding = WeightMatrix(try load("model.embed_tokens.weight", [c.vocabSize, d]))
+        var layers: [LayerWeights] = []
+        for i in 0..<c.layers {
+            let p = "model.layers.\(i)."
+            let q = try load(p + "self_attn.q_proj.weight", [c.heads * hd, d])
+            let k = try load(p + "self_attn.k_proj.weight", [c.kvHeads * hd, d])
+            let v = try load(p + "self_attn.v_proj.weight", [c.kvHeads * hd, d])
+            let qkvBias: [Float]? = c.qkvBias
+                ? try vector(p + "self_attn.q_proj.bias", c.heads * hd) + vector(p + "self_attn.k_proj.bias", c.kvHeads * hd)
+                    + vector(p + "self_attn.v_proj.bias", c.kvHeads * hd)
+                : nil
+            let gate = try load(p + "mlp.gate_proj.weight", [inter, d])
+            let up = try load(p + "mlp.up_proj.weight", [inter, d])
+            layers.append(LayerWeights(
+                inputNorm: try vector(p + "input_layernorm.weight", d),
+                postAttentionNorm: try vector(p + "post_attention_layernorm.weight", d),
+                qkv: WeightMatrix.stacked([q, k, v]),
+                qkvBias: qkvBias,
+                output: WeightMatrix(try load(p + "self_attn.o_proj.weight", [d, c.heads * hd])),
+                outputBias: c.outputBias ? try vector(p + "self_attn.o_proj.bias", d) : nil,
+                gateUp: WeightMatrix.stacked([gate, up]),
+                gateUpBias: c.mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) + vector(p + "mlp.up_proj.bias", inter) : nil,
+                down: WeightMatrix(try load(p + "mlp.down_proj.weight", [d, inter])),
+                downBias: c.mlpBias ? try vector(p + "mlp.down_proj.bias", d) : nil))
+        }
+        self.layers = layers
+        finalNorm = try vector("model.norm.weight", d)
+        if c.tieWordEmbeddings || !checkpoint.contains("lm_head.weight") {
+            guard c.tieWordEmbeddings else {
+                throw ModelIOError(path, "tensor 'lm_head.weight' is missing and tie_word_embeddings is false")
+            }
+            lmHead = embedding
+        } else {
+            lmHead = WeightMatrix(try load("lm_head.weight", [c.vocabSize, d]))
+        }
+    }
+}

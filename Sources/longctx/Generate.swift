@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import Transformer
+
+struct Generate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text with the built-in engine; streams tokens and reports prefill and decode speed.")
+
+    @Argument(help: "Model directory (config.json, safetensors, tokenizer.json).") var model: String
+    @Option(help: "Prompt text.") var prompt: String?
+    @Option(name: .customLong("prompt-file"), help: "Read the prompt from a file.") var promptFile: String?
+    @Flag(help: "Format the prompt with the tokenizer's chat template (as a user message).") var chat = false
+    @Option(help: "System message (with --chat).") var system: String?
+    @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.") var maxTokens = 128
+    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: all).") var topK = 0
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 1
+    @Option(help: "Sampling seed.") var seed: UInt64 = 0
+    @Option(name: .customLong("stop"), help: "Stop string (repeatable).") var stops: [String] = []
+    @Flag(help: "Print one JSON object (prompt_ids, generated_ids, text, timings) instead of streaming.") var json = false
+
+    func run() async throws {
+        let text: String
+        if let promptFile {
+            text = try String(contentsOfFile: promptFile, encoding: .utf8)
+        } else if let prompt {
+            text = prompt
+        } else {
+            throw ValidationError("give --prompt or --prompt-file")
+        }
+        let lm = try LanguageModel.load(directory: try ModelPath.resolve(model))
+        let ids = try lm.promptIds(text, chat: chat, system: system)
+        let parameters = GenerationParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP,
+                                              seed: seed, stopStrings: stops)
+        let result = try lm.generate(promptIds: ids, parameters: parameters) { piece in
+            if !json { FileHandle.standardOutput.write(Data(piece.utf8)) }
+            return true
+        }
+        if json { try Output.json(result); return }
+        print("")
+        let stats = String(format: "prefill %d tokens in %.3f s (%.1f tok/s), decode %d tokens in %.3f s (%.1f tok/s), %@",
+                           result.promptIds.count, result.prefillSeconds, result.prefillTokensPerSecond,
+                           result.generatedIds.count, result.decodeSeconds, result.decodeTokensPerSecond,
+                           result.finishReason.rawValue)
+        FileHandle.standardError.write(Data((stats + "\n").utf8))
+    }
+}
+
+/// Model arguments: a directory path (short names of fetched models resolve through `longctx models`).
+enum ModelPath {
+    static func resolve(_ argument: String) throws -> String { argument }
+}
