@@ -16,6 +16,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -40,9 +42,20 @@ let package = Package(
         .target(name: "Transformer", dependencies: ["TensorCore", "ModelIO", "RoPE", "Tokenizers", "CKernels"]),
         // GGUF → Hugging Face directory import (weights, config, tokenizer) and the model cache.
         .target(name: "GGUFImport", dependencies: ["ModelIO", "TensorCore", "RoPE"]),
+        // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
+        .target(name: "Evaluation"),
+        // Evaluation backends: OpenAI-compatible HTTP client (retries, timeouts, concurrency limit).
+        .target(name: "EvalBackends", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+        // OpenAI-compatible HTTP server over a text generator (`longctx serve`).
+        .target(name: "Serving", dependencies: [
+            "Evaluation",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA",
+            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -57,6 +70,9 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport", "longctx"]),
         .testTarget(name: "GGUFTests", dependencies: ["ModelIO", "GGUFImport", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "LoRATests", dependencies: ["LoRA", "ModelIO", "TensorCore", "TestSupport"]),
+        .testTarget(name: "EvaluationTests",
+                    dependencies: ["Evaluation", "EvalBackends", "Serving", "Tokenizers", "Transformer", "TestSupport", "longctx"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

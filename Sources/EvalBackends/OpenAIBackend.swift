@@ -1,0 +1,180 @@
+import AsyncHTTPClient
+import Evaluation
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// An OpenAI-compatible server (vLLM, llama.cpp server, SGLang, TGI, `longctx serve`) as an evaluation backend.
+///
+/// Sends every sampling field explicitly (servers otherwise apply their own defaults), at most `concurrency`
+/// requests at a time, each with a timeout; server errors (5xx, 408, 429), timeouts, connection errors and
+/// malformed or empty-with-`length` responses are retried with exponential backoff, then reported as a
+/// `BackendFailure` (a failed sample, never a wrong answer). Other 4xx responses fail at once.
+public struct OpenAIBackend: CompletionBackend {
+    public enum Endpoint: String, Sendable { case completions, chat }
+
+    public struct Options: Sendable {
+        public var endpoint: Endpoint = .completions
+        public var timeoutSeconds: Double = 600
+        public var maxAttempts: Int = 4
+        public var backoffSeconds: Double = 1
+        public var maxBackoffSeconds: Double = 30
+        public var concurrency: Int = 1
+        public init() {}
+    }
+
+    public let baseURL: String
+    public let model: String
+    public let apiKey: String?
+    public let options: Options
+    let limiter: ConcurrencyLimiter
+    let client: HTTPClient
+
+    public var name: String { "openai:\(baseURL)#\(model)" }
+
+    /// `url` may be the server root or end in `/v1`.
+    public init(url: String, model: String, apiKey: String?, options: Options = Options(), client: HTTPClient = .shared) {
+        var u = url
+        while u.hasSuffix("/") { u.removeLast() }
+        if u.hasSuffix("/v1") { u.removeLast(3) }
+        baseURL = u
+        self.model = model
+        self.apiKey = apiKey
+        self.options = options
+        self.client = client
+        limiter = ConcurrencyLimiter(max(options.concurrency, 1))
+    }
+
+    /// The first model id listed by `GET /v1/models`.
+    public static func firstModel(url: String, apiKey: String?, timeoutSeconds: Double = 30, client: HTTPClient = .shared) async throws -> String {
+        var u = url
+        while u.hasSuffix("/") { u.removeLast() }
+        if u.hasSuffix("/v1") { u.removeLast(3) }
+        var req = HTTPClientRequest(url: u + "/v1/models")
+        if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
+        let resp = try await client.execute(req, timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
+        let body = try await resp.body.collect(upTo: 16 << 20)
+        guard resp.status == .ok,
+              let obj = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+              let data = obj["data"] as? [[String: Any]], let id = data.first?["id"] as? String else {
+            throw EvalError("\(u)/v1/models: no model listed (HTTP \(resp.status.code))")
+        }
+        return id
+    }
+
+    /// Token ids the server's `/tokenize` (vLLM / `longctx serve` form) gives for `text`, or nil when the
+    /// server has no such endpoint.
+    public func serverTokenize(_ text: String) async throws -> [Int]? {
+        var req = HTTPClientRequest(url: baseURL + "/tokenize")
+        req.method = .POST
+        req.headers.add(name: "Content-Type", value: "application/json")
+        if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
+        let body = try JSONSerialization.data(withJSONObject: ["model": model, "prompt": text])
+        req.body = .bytes(ByteBuffer(bytes: body))
+        let resp = try await client.execute(req, timeout: .seconds(60))
+        let data = try await resp.body.collect(upTo: 64 << 20)
+        guard resp.status == .ok else { return nil }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(data.readableBytesView)) as? [String: Any],
+              let tokens = obj["tokens"] as? [Int] else { return nil }
+        return tokens
+    }
+
+    func body(_ r: CompletionRequest) throws -> Data {
+        var b: [String: Any] = ["model": model, "max_tokens": r.maxTokens, "temperature": r.temperature,
+                                "top_p": r.topP, "stream": false]
+        if let s = r.seed { b["seed"] = Int(truncatingIfNeeded: s) }
+        if !r.stop.isEmpty { b["stop"] = r.stop }
+        switch options.endpoint {
+        case .completions: b["prompt"] = r.prompt
+        case .chat: b["messages"] = [["role": "user", "content": r.prompt]]
+        }
+        return try JSONSerialization.data(withJSONObject: b)
+    }
+
+    enum Attempt: Error { case retryable(String), fatal(String) }
+
+    /// Parses an OpenAI completions/chat response body.
+    static func parse(_ data: Data, endpoint: Endpoint) throws -> CompletionResponse {
+        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw Attempt.retryable("malformed response: not a JSON object: \(String(decoding: data.prefix(200), as: UTF8.self))")
+        }
+        guard let choices = obj["choices"] as? [[String: Any]], let c = choices.first else {
+            throw Attempt.retryable("malformed response: no choices")
+        }
+        let text: String?
+        switch endpoint {
+        case .completions: text = c["text"] as? String
+        case .chat: text = (c["message"] as? [String: Any])?["content"] as? String
+        }
+        guard let t = text else { throw Attempt.retryable("malformed response: choice has no text") }
+        let usage = obj["usage"] as? [String: Any]
+        let finish = c["finish_reason"] as? String
+        if t.isEmpty && finish == "length" && (usage?["completion_tokens"] as? Int ?? 0) == 0 {
+            throw Attempt.retryable("empty completion with finish_reason length (prompt too long for the server?)")
+        }
+        return CompletionResponse(text: t, promptTokens: usage?["prompt_tokens"] as? Int, finishReason: finish)
+    }
+
+    func once(_ payload: Data) async throws -> CompletionResponse {
+        let path = options.endpoint == .completions ? "/v1/completions" : "/v1/chat/completions"
+        var req = HTTPClientRequest(url: baseURL + path)
+        req.method = .POST
+        req.headers.add(name: "Content-Type", value: "application/json")
+        if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
+        req.body = .bytes(ByteBuffer(bytes: payload))
+        let resp: HTTPClientResponse
+        let data: ByteBuffer
+        do {
+            resp = try await client.execute(req, timeout: .milliseconds(Int64(options.timeoutSeconds * 1000)))
+            data = try await resp.body.collect(upTo: 256 << 20)
+        } catch let e as HTTPClientError where e == .deadlineExceeded || e == .readTimeout {
+            throw Attempt.retryable("timeout after \(options.timeoutSeconds) s")
+        } catch {
+            throw Attempt.retryable("request failed: \(error)")
+        }
+        let bytes = Data(data.readableBytesView)
+        let code = Int(resp.status.code)
+        if code == 408 || code == 429 || code >= 500 {
+            throw Attempt.retryable("HTTP \(code): \(String(decoding: bytes.prefix(300), as: UTF8.self))")
+        }
+        if code >= 400 { throw Attempt.fatal("HTTP \(code): \(String(decoding: bytes.prefix(300), as: UTF8.self))") }
+        return try Self.parse(bytes, endpoint: options.endpoint)
+    }
+
+    public func complete(_ r: CompletionRequest) async throws -> CompletionResponse {
+        let payload = try body(r)
+        await limiter.acquire()
+        defer { Task { await limiter.release() } }
+        var last = ""
+        for attempt in 1...max(options.maxAttempts, 1) {
+            do {
+                var resp = try await once(payload)
+                resp.attempts = attempt
+                return resp
+            } catch Attempt.fatal(let m) {
+                throw BackendFailure(m, attempts: attempt)
+            } catch Attempt.retryable(let m) {
+                last = m
+            }
+            if attempt < options.maxAttempts {
+                let wait = min(options.backoffSeconds * pow(2, Double(attempt - 1)), options.maxBackoffSeconds)
+                try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+            }
+        }
+        throw BackendFailure("\(last) (after \(options.maxAttempts) attempts)", attempts: options.maxAttempts)
+    }
+}
+
+/// A counting semaphore for async code.
+actor ConcurrencyLimiter {
+    private var available: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    init(_ n: Int) { available = n }
+    func acquire() async {
+        if available > 0 { available -= 1; return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+    func release() {
+        if waiters.isEmpty { available += 1 } else { waiters.removeFirst().resume() }
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+
+/// Writes a run's derived files next to its `results.jsonl`: `summary.json`, `summary.csv`, `heatmap.svg`
+/// (when the run has depths) and `report.html`. Each file is written to a temporary sibling and renamed.
+public enum EvalOutputs {
+    public static func write(directory: String, results: [SampleResult], title: String, threshold: Double,
+                             config: [String: String]) throws -> EvalSummary {
+        let summary = EvalSummary(results: results, threshold: threshold)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try atomic(directory + "/summary.json", try enc.encode(summary) + Data("\n".utf8))
+        try atomic(directory + "/summary.csv", Data(summary.csv().utf8))
+        if !summary.depthGrid.isEmpty { try atomic(directory + "/heatmap.svg", Data(Report.heatmapSVG(summary, title: title).utf8)) }
+        try atomic(directory + "/report.html", Data(Report.html(summary, results: results, title: title, config: config).utf8))
+        return summary
+    }
+
+    static func atomic(_ path: String, _ data: Data) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        do {
+            try data.write(to: URL(fileURLWithPath: tmp))
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: tmp, toPath: path)
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw EvalError("\(path): cannot write (\(error.localizedDescription))")
+        }
+    }
+
+    /// "128,4K,1M" → [128, 4096, 1048576].
+    public static func parseLengths(_ s: String) throws -> [Int] {
+        try s.split(separator: ",").map { part in
+            let p = part.trimmingCharacters(in: .whitespaces).uppercased()
+            let mult = p.hasSuffix("K") ? 1024 : p.hasSuffix("M") ? 1 << 20 : 1
+            guard let v = Int(mult == 1 ? p : String(p.dropLast())), v > 0 else {
+                throw EvalError("invalid length '\(part)' (use e.g. 4096 or 4K)")
+            }
+            return v * mult
+        }
+    }
+
+    public static func parseDepths(_ s: String) throws -> [Double] {
+        try s.split(separator: ",").map { part in
+            guard let v = Double(part.trimmingCharacters(in: .whitespaces)), (0...100).contains(v) else {
+                throw EvalError("invalid depth '\(part)' (percent, 0…100)")
+            }
+            return v
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+
+/// Passkey retrieval (Mohtashami & Jaggi, landmark attention; YaRN's `eval/passkey.py`): exact strings, the
+/// filler split around the key line, key drawn from 1...50000. Lengths are fitted in **tokens** of the target
+/// tokenizer on whole filler units (the original scripts count characters); depth is the filler fraction before the key.
+public enum Passkey {
+    public static let task = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. I will quiz you about the important information there."
+    public static let filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+    public static let question = "What is the pass key? The pass key is"
+
+    public static func keyLine(_ k: Int) -> String { "The pass key is \(k). Remember it. \(k) is the pass key." }
+
+    public static func spec(depthPercent: Double, tokensToGenerate: Int = 10) -> TaskSpec {
+        TaskSpec(name: "passkey", metric: .passkey, tokensToGenerate: tokensToGenerate, incremental: 1,
+                 haystack: "passkey-filler") { n, _, rng in
+            let key = rng.int(1...50000)
+            let before = Int((Double(n) * depthPercent / 100).rounded())
+            let prefix = Array(repeating: filler, count: before).joined(separator: " ")
+            let suffix = Array(repeating: filler, count: n - before).joined(separator: " ")
+            let input = [task, prefix, keyLine(key), suffix, question].joined(separator: "\n")
+            let off = task.count + 1 + prefix.count + 1
+            return SampleParts(input: input, answerPrefix: "", outputs: [String(key)],
+                               actualDepthPercent: Double(off) / Double(input.count) * 100)
+        }
+    }
+}
+
+/// Needle-in-a-haystack grid (Kamradt; v2 prompt `context\n\nquestion`), single or multi-needle, over a
+/// haystack of essay-like sentences or user text files. The suite (needles, question, expected fragments)
+/// is data: `eval/niah.json`.
+public struct NIAHSuite: Codable, Sendable {
+    public var name: String
+    public var needles: [String]
+    public var question: String
+    /// Lower-cased fragments that must all appear in the answer (score = fraction found).
+    public var expected: [String]
+    public var tokensToGenerate: Int
+    public var lengths: [Int]
+    public var depths: [Double]
+
+    enum CodingKeys: String, CodingKey {
+        case name, needles, question, expected, lengths, depths
+        case tokensToGenerate = "tokens_to_generate"
+    }
+
+    public static func load(path: String) throws -> NIAHSuite {
+        do {
+            let s = try JSONDecoder().decode(NIAHSuite.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            guard !s.needles.isEmpty, !s.expected.isEmpty else { throw EvalError("needles and expected must be non-empty") }
+            return s
+        } catch let e as EvalError { throw EvalError("\(path): \(e.message)") } catch {
+            throw EvalError("\(path): invalid NIAH suite: \(error)")
+        }
+    }
+
+    /// Haystack sentences: from user text files (split after `.`, `?`, `!`), else the essay generator.
+    public static func sentences(files: [String], essay: EssayGenerator, minimum: Int) throws -> [String] {
+        if files.isEmpty { return essay.sentences(minimum) }
+        var text = ""
+        for f in files.sorted() {
+            guard let t = try? String(contentsOfFile: f, encoding: .utf8) else { throw EvalError("\(f): cannot read haystack text (UTF-8)") }
+            text += t + " "
+        }
+        var out: [String] = [], cur = ""
+        for ch in text {
+            cur.append(ch == "\n" ? " " : ch)
+            if ch == "." || ch == "?" || ch == "!" {
+                let s = cur.trimmingCharacters(in: .whitespaces)
+                if !s.isEmpty { out.append(s) }
+                cur = ""
+            }
+        }
+        if !cur.trimmingCharacters(in: .whitespaces).isEmpty { out.append(cur.trimmingCharacters(in: .whitespaces)) }
+        guard !out.isEmpty else { throw EvalError("haystack files contain no text") }
+        var all = out
+        while all.count < minimum { all += out }   // repeated until long enough (Kamradt)
+        return all
+    }
+
+    /// The cell at `depthPercent`: needle k at `depth + k * (100 - depth) / N` percent of the sentences.
+    public func spec(depthPercent: Double, sentences: [String], haystack: String) -> TaskSpec {
+        let needles = self.needles, question = self.question, expected = self.expected
+        return TaskSpec(name: name, metric: .stringMatchAll, tokensToGenerate: tokensToGenerate, incremental: 1,
+                        haystack: haystack) { n, _, _ in
+            var sents = Array(sentences.prefix(n))
+            let interval = (100 - depthPercent) / Double(needles.count)
+            var firstAt = 0
+            for (k, needle) in needles.enumerated() {
+                let d = depthPercent + Double(k) * interval
+                let pos = d >= 100 ? sents.count : Int(Double(sents.count) * d / 100)
+                sents.insert(needle, at: min(pos, sents.count))
+                if k == 0 { firstAt = pos }
+            }
+            let context = sents.joined(separator: " ")
+            let before = sents.prefix(firstAt).joined(separator: " ").count
+            let input = context + "\n\n" + question
+            return SampleParts(input: input, answerPrefix: "", outputs: expected,
+                               actualDepthPercent: context.isEmpty ? 0 : Double(before) / Double(context.count) * 100)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// Deterministic pseudo-random source for the task generators (SplitMix64).
+///
+/// Every generator takes its randomness from one of these, seeded from `(seed, task, length, index)`,
+/// so a sample is a pure function of its identity: reruns and other machines produce identical prompts.
+/// (RULER itself uses CPython's Mersenne Twister; byte-identical RULER samples are not a goal — see eval/README.md.)
+public struct EvalRandom: Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    /// A generator seeded from several components (FNV-1a over their bytes, then SplitMix64).
+    public init(_ parts: [String]) {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for p in parts {
+            for b in p.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+            h = (h ^ 0xff) &* 0x0000_0100_0000_01b3
+        }
+        state = h
+    }
+
+    public mutating func next() -> UInt64 {
+        state = state &+ 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform integer in `range` (inclusive), unbiased (rejection sampling).
+    public mutating func int(_ range: ClosedRange<Int>) -> Int {
+        let span = UInt64(range.upperBound - range.lowerBound) &+ 1
+        if span == 0 { return Int(truncatingIfNeeded: next()) }
+        let limit = UInt64.max - (UInt64.max % span)
+        var x = next()
+        while x >= limit { x = next() }
+        return range.lowerBound + Int(x % span)
+    }
+
+    /// Uniform double in [0, 1).
+    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+
+    public mutating func choice<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
+
+    public mutating func shuffle<T>(_ items: inout [T]) {
+        guard items.count > 1 else { return }
+        for i in stride(from: items.count - 1, to: 0, by: -1) { items.swapAt(i, int(0...i)) }
+    }
+
+    /// `k` distinct elements of `0..<n` in random order (Floyd's algorithm, then shuffled).
+    public mutating func sample(_ n: Int, _ k: Int) -> [Int] {
+        precondition(k <= n, "cannot sample \(k) of \(n)")
+        var chosen = Set<Int>(), order: [Int] = []
+        for j in (n - k)..<n {
+            let t = int(0...j)
+            if chosen.contains(t) { chosen.insert(j); order.append(j) } else { chosen.insert(t); order.append(t) }
+        }
+        shuffle(&order)
+        return order
+    }
+
+    /// A version-4 UUID string, lower-case (as Python's `str(uuid.UUID(int=…, version=4))`).
+    public mutating func uuid() -> String {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let a = next(), b = next()
+        for i in 0..<8 { bytes[i] = UInt8(truncatingIfNeeded: a >> (8 * UInt64(i))) }
+        for i in 0..<8 { bytes[8 + i] = UInt8(truncatingIfNeeded: b >> (8 * UInt64(i))) }
+        bytes[6] = (bytes[6] & 0x0f) | 0x40
+        bytes[8] = (bytes[8] & 0x3f) | 0x80
+        let hex = bytes.map { String(format: "%02x", $0) }.joined()
+        let c = Array(hex)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
+    }
+
+    /// `count` random letters from `alphabet`.
+    public mutating func letters(_ count: Int, from alphabet: [Character]) -> String {
+        String((0..<count).map { _ in alphabet[int(0...(alphabet.count - 1))] })
+    }
+}

@@ -1,0 +1,46 @@
+import Evaluation
+import Foundation
+import Tokenizers
+import Transformer
+
+/// Token counting with the target model's tokenizer: special tokens are added unless the text already starts
+/// with the BOS token's text (a chat-templated prompt), exactly as `EngineGenerator.encode` feeds the model.
+struct TokenizerCounter: TokenCounting {
+    let tokenizer: Tokenizer
+    func tokenCount(_ text: String) -> Int { EngineGenerator.encode(tokenizer, text).count }
+}
+
+/// The built-in engine behind `longctx serve` and `--model` evaluation.
+final class EngineGenerator: TextGenerating {
+    let lm: LanguageModel
+    let modelName: String
+
+    init(_ lm: LanguageModel, name: String) {
+        self.lm = lm
+        self.modelName = name
+    }
+
+    static func encode(_ tokenizer: Tokenizer, _ text: String) -> [Int] {
+        if let bos = tokenizer.bosTokenId, let bosText = tokenizer.token(forId: bos), text.hasPrefix(bosText) {
+            return tokenizer.encode(text, addSpecialTokens: false)
+        }
+        return tokenizer.encode(text)
+    }
+
+    func encode(_ text: String) -> [Int] { Self.encode(lm.tokenizer, text) }
+
+    func chatPrompt(_ messages: [ChatTurn]) throws -> String {
+        guard lm.tokenizer.hasChatTemplate else { throw EvalError("\(lm.path): the tokenizer has no chat template") }
+        return try lm.tokenizer.applyChatTemplate(messages.map { ChatMessage(role: $0.role, content: $0.content) })
+    }
+
+    func generate(promptIds: [Int], parameters p: TextGenerationParameters,
+                  onToken: (Int, String) -> Bool) throws -> TextGenerationOutput {
+        let params = GenerationParameters(maxTokens: p.maxTokens, temperature: Float(p.temperature), topK: p.topK,
+                                          topP: Float(p.topP), seed: p.seed, stopStrings: p.stopStrings)
+        let r = try lm.generate(promptIds: promptIds, parameters: params) { piece in onToken(-1, piece) }
+        return TextGenerationOutput(promptIds: r.promptIds, generatedIds: r.generatedIds, text: r.text,
+                                    finishReason: r.finishReason.rawValue, prefillSeconds: r.prefillSeconds,
+                                    decodeSeconds: r.decodeSeconds)
+    }
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+import Evaluation
+import Foundation
+import Serving
+import Transformer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions, streaming).")
+
+    @Argument(help: "Model directory (config.json, safetensors, tokenizer.json).") var model: String
+    @Option(help: "Address to bind.") var host = "127.0.0.1"
+    @Option(help: "Port to bind (0: any free port; the bound port is printed).") var port = 8000
+    @Option(name: .customLong("served-model-name"), help: "Model id reported by /v1/models (default: directory name).") var name: String?
+
+    func run() async throws {
+        let lm = try LanguageModel.load(directory: model)
+        let id = name ?? URL(fileURLWithPath: model).lastPathComponent
+        let server = OpenAIServer(generator: SerialGenerator(EngineGenerator(lm, name: id)), host: host, port: port)
+        try await server.run { bound in
+            FileHandle.standardError.write(Data("longctx serve: \(id) on http://\(host):\(bound)\n".utf8))
+        }
+    }
+}
