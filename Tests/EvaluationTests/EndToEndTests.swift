@@ -5,7 +5,7 @@ import TestSupport
 
 /// `longctx serve` on a small random model, `longctx eval niah --endpoint` interrupted and resumed, outputs
 /// cross-checked, and the same grid through the built-in engine (`--model`) giving the same greedy answers.
-@Suite(.serialized, .timeLimit(.minutes(3))) struct EndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct EndToEndTests {
     final class Server {
         let process = Process()
         let errPath: String

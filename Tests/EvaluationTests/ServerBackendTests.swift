@@ -58,7 +58,7 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
     return try await body("http://127.0.0.1:\(port)")
 }
 
-@Suite(.serialized, .timeLimit(.minutes(1))) struct ServerBackendTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct ServerBackendTests {
     static func samples() throws -> [EvalSample] {
         let maker = SampleMaker(counter: WordTokenCounter(), format: .base)
         var out: [EvalSample] = []
