@@ -62,13 +62,13 @@ let package = Package(
         // Helpers shared by the test targets: temporary directories, running `longctx` and Python.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Micro-benchmarks driven by scripts/bench.
-        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO", "Transformer", "LoRA"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation"]),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport", "longctx"]),
-        .testTarget(name: "GGUFTests", dependencies: ["ModelIO", "GGUFImport", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "GGUFTests", dependencies: ["ModelIO", "GGUFImport", "TensorCore", "Tokenizers", "Transformer", "TestSupport", "longctx"]),
         .testTarget(name: "LoRATests", dependencies: ["LoRA", "ModelIO", "TensorCore", "TestSupport"]),
         .testTarget(name: "EvaluationTests",
                     dependencies: ["Evaluation", "EvalBackends", "Serving", "Tokenizers", "Transformer", "TestSupport", "longctx"],
