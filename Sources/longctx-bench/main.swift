@@ -4,10 +4,15 @@
 //   longctx-bench lora-pair BASE OUT [rank] [noise] -> writes a synthetic fine-tune of BASE (LoRA benchmark)
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
 //   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS
+//   longctx-bench ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]
+//                                         -> per task: seconds to generate and length-fit RULER samples (the code
+//                                            path of `longctx eval ruler`), timed after the tokenizer is loaded
+import Evaluation
 import Foundation
 import ModelIO
 import LoRA
 import TensorCore
+import Tokenizers
 import Transformer
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
@@ -94,6 +99,30 @@ func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
     print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS())}")
 }
 
+/// Same counting as `longctx eval` (TokenizerCounter in the CLI): special tokens added unless the text already
+/// starts with the BOS token's text.
+struct BenchTokenCounter: TokenCounting {
+    let tokenizer: Tokenizer
+    func tokenCount(_ text: String) -> Int {
+        if let bos = tokenizer.bosTokenId, let t = tokenizer.token(forId: bos), text.hasPrefix(t) {
+            return tokenizer.encode(text, addSpecialTokens: false).count
+        }
+        return tokenizer.encode(text).count
+    }
+}
+
+func rulerPrep(tokenizerDir: String, length: Int, tasks: [String], samples: Int, config: String) throws {
+    let tok = try Tokenizer.load(directory: tokenizerDir)
+    let suite = RulerSuite(config: try RulerConfig.load(path: config))
+    let maker = SampleMaker(counter: BenchTokenCounter(tokenizer: tok), format: .base)
+    for task in tasks {
+        var out: [EvalSample] = []
+        let t = try seconds { out = try maker.samples(suite.spec(task, length: length, maker: maker), length: length, count: samples) }
+        let lengths = out.map { $0.promptTokens + $0.tokensToGenerate }
+        print("{\"task\": \"\(task)\", \"seconds\": \(t), \"lengths\": \(lengths)}")
+    }
+}
+
 let args = CommandLine.arguments
 switch args.count > 1 ? args[1] : "" {
 case "sgemm":
@@ -121,7 +150,10 @@ case "lora-error":
     // Relative Frobenius error of any PEFT adapter against the fine-tune's deltas: lora-error BASE TUNED ADAPTER
     let e = try LoRAEvaluation.error(base: args[2], tuned: args[3], adapter: args[4])
     print("{\"global_relative_error\": \(e.globalRelativeError), \"mean_relative_error\": \(e.meanRelativeError), \"modules\": \(e.modules.count)}")
+case "ruler-prep":
+    try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
+                  samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
     exit(2)
 }
