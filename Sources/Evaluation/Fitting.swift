@@ -42,6 +42,52 @@ public struct PromptFormat: Sendable {
 
 /// Budget search shared by every generator.
 public enum LengthFit {
+    /// The largest `n >= lo` with `count(n) <= budget`, for a `count` that grows (nearly) monotonically and
+    /// (nearly) linearly with `n` — the token count of a prompt holding `n` haystack units. Each probe narrows a
+    /// bracket [fits, does not fit]; the next probe is the linear interpolation of the budget crossing, taken just
+    /// below it after a miss and just above it after a fit (so the crossing is usually bracketed to one unit in
+    /// three to five probes), with a bisection step whenever interpolation fails to halve the bracket twice in a
+    /// row. Before a bracket exists, it extrapolates from the probes so far with a doubling safety margin.
+    /// Nil when `count(lo) > budget`. Deterministic: the same `count` gives the same probes.
+    public static func largest(lo: Int, budget: Int, hint: Int, cap: Int = 1 << 26, count: (Int) -> Int) -> Int? {
+        let c0 = count(lo)
+        guard c0 <= budget else { return nil }
+        var good = lo, cGood = c0
+        var bad: Int? = nil, cBad = 0
+        var next = min(max(hint, lo + 1), cap)
+        var margin = 1
+        var slowSteps = 0
+        while true {
+            if let b = bad, b - good <= 1 { return good }
+            if bad == nil && good >= cap { return good }
+            next = min(max(next, good + 1), (bad ?? (cap + 1)) - 1)
+            let width = (bad ?? Int.max) - good
+            let c = count(next)
+            let fit = c <= budget
+            if fit { good = next; cGood = c } else { bad = next; cBad = c }
+            if let b = bad {
+                if b - good <= 1 { return good }
+                slowSteps = (b - good) * 2 > width ? slowSteps + 1 : 0
+                if slowSteps >= 2 {
+                    next = good + (b - good) / 2
+                    slowSteps = 0
+                    continue
+                }
+                let est = Double(good) + Double(budget - cGood) * Double(b - good) / Double(max(cBad - cGood, 1))
+                next = fit ? Int(est.rounded(.up)) + 1 : Int(est.rounded(.down))
+            } else {
+                // No upper bound yet: extrapolate the per-unit cost, overshoot by a margin that doubles each time.
+                let slope = Double(cGood - c0) / Double(max(good - lo, 1))
+                if slope <= 0 {
+                    next = good &* 2
+                } else {
+                    next = good + Int((Double(budget - cGood) / slope).rounded(.up)) + margin
+                    margin &*= 2
+                }
+            }
+        }
+    }
+
     /// The largest `n >= lo` with `fits(n)`, assuming `fits` is (nearly) monotone decreasing in `n`:
     /// doubles from `hint` to bracket, then bisects. Nil when `fits(lo)` is false.
     public static func largest(lo: Int, hint: Int, cap: Int = 1 << 26, fits: (Int) -> Bool) -> Int? {

@@ -83,19 +83,26 @@ public struct SampleMaker: Sendable {
     public func samples(_ spec: TaskSpec, length: Int, count: Int, depth: Double? = nil,
                         idSuffix: String = "") throws -> [EvalSample] {
         let budget = length - spec.tokensToGenerate
-        let probe = { (n: Int) -> Bool in
+        let probeCount = { (n: Int) -> Int in
             var r = self.rng(spec, length, 0, depth)
-            return self.tokens(spec.build(n, 0, &r)) <= budget
+            return self.tokens(spec.build(n, 0, &r))
         }
-        // Estimate tokens per unit from a small sample to bracket the search.
+        // Estimate tokens per unit to bracket the search: grow the probe until it adds enough tokens to measure
+        // (a task's first units can add none, e.g. words merged into one token), and never start the search
+        // above 2 units per budget token — every RULER unit costs at least one token.
         var r0 = rng(spec, length, 0, depth)
-        let small = max(spec.incremental, 1)
         let t0 = tokens(spec.build(0, 0, &r0))
-        var r1 = rng(spec, length, 0, depth)
-        let t1 = tokens(spec.build(small, 0, &r1))
-        let perUnit = max(Double(t1 - t0) / Double(small), 0.01)
-        let hint = max(Int(Double(budget - t0) / perUnit), 1)
-        guard let units = LengthFit.largest(lo: 0, hint: hint, fits: probe) else {
+        var small = max(spec.incremental, 1)
+        var t1 = t0
+        for _ in 0..<12 {
+            var r1 = rng(spec, length, 0, depth)
+            t1 = tokens(spec.build(small, 0, &r1))
+            if t1 - t0 >= 64 || t1 > budget / 4 { break }
+            small *= 4
+        }
+        let perUnit = max(Double(t1 - t0) / Double(small), 0.5)
+        let hint = min(max(Int(Double(budget - t0) / perUnit), 1), 2 * max(budget, 1))
+        guard let units = LengthFit.largest(lo: 0, budget: budget, hint: hint, count: probeCount) else {
             throw EvalError("\(spec.name): a \(length)-token budget cannot hold even an empty context (\(t0) prompt tokens + \(spec.tokensToGenerate) to generate)")
         }
         var out: [EvalSample] = []

@@ -30,8 +30,10 @@ public final class TransformerModel: @unchecked Sendable {
     let weights: ModelWeights
     public private(set) var rope: RopeRuntime
     /// Tokens per prefill chunk.
-    public var prefillChunk = 512
-    /// Parallel workers for attention (BLAS uses its own threads for the projections).
+    public var prefillChunk = 1024
+    /// Parallel workers for the projections and attention. OpenBLAS runs single-threaded during a forward pass and
+    /// the work is split by the engine: OpenBLAS's own idle threads busy-wait (`sched_yield`) between calls and, on
+    /// a 2-core machine, took a quarter of the CPU from the attention workers.
     public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     private let weightScratch = FloatBuffer()
@@ -74,6 +76,9 @@ public final class TransformerModel: @unchecked Sendable {
             throw EngineError("token id \(bad) is outside the vocabulary (0..<\(c.vocabSize)) of \(directory.path)")
         }
         let start = cache.count
+        let savedThreads = BLAS.threads
+        if savedThreads != 1 { BLAS.threads = 1 }
+        defer { if savedThreads != 1 { BLAS.threads = savedThreads } }
         // One frequency update per call, with the call's largest position, as transformers does per forward.
         try rope.update(maxPositionId: start + tokens.count - 1)
         cache.reserve(start + tokens.count)
@@ -139,8 +144,24 @@ public final class TransformerModel: @unchecked Sendable {
     private func linear(_ input: UnsafePointer<Float>, rows: Int, lda: Int? = nil, _ w: WeightMatrix, bias: [Float]?,
                         out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
         w.withF32(scratch: weightScratch) { wp in
-            BLAS.sgemm(transB: true, m: rows, n: w.rows, k: w.cols, a: input, lda: lda ?? w.cols, b: wp, ldb: w.cols,
-                       beta: accumulate ? 1 : 0, c: out, ldc: ldc)
+            // Output features are split across the workers (each a single-threaded BLAS call on whole 64-row slabs
+            // of W); every output element is computed by exactly one call, so results do not depend on `workers`.
+            let parts = rows &* w.rows &* w.cols >= 1 << 16 ? max(1, min(workers, w.rows / 64)) : 1
+            let slab = (w.rows / parts + 63) / 64 * 64
+            nonisolated(unsafe) let src = input, weights = wp, dst = out
+            let k = w.cols, total = w.rows, a = lda ?? w.cols, beta: Float = accumulate ? 1 : 0
+            let body: @Sendable (Int) -> Void = { p in
+                let lo = p * slab, n = min(total, lo + slab) - lo
+                guard n > 0 else { return }
+                if rows == 1 {
+                    // Decoding: y = W·x is a matrix-vector product; OpenBLAS's sgemm with m = 1 is slower than gemv.
+                    BLAS.sgemv(m: n, n: k, a: weights + lo * k, lda: k, x: src, beta: beta, y: dst + lo)
+                } else {
+                    BLAS.sgemm(transB: true, m: rows, n: n, k: k, a: src, lda: a, b: weights + lo * k, ldb: k,
+                               beta: beta, c: dst + lo, ldc: ldc)
+                }
+            }
+            if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
         }
         if let bias {
             bias.withUnsafeBufferPointer { b in

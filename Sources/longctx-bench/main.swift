@@ -80,6 +80,7 @@ func peakRSS() -> Int {
 
 func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
     let model = try TransformerModel(directory: dir)
+    if let c = ProcessInfo.processInfo.environment["LONGCTX_PREFILL_CHUNK"], let v = Int(c) { model.prefillChunk = v }
     var r = SeededRandom(seed: 3)
     let vocab = model.configuration.vocabSize
     let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
