@@ -2,6 +2,7 @@ import ArgumentParser
 import EvalBackends
 import Evaluation
 import Foundation
+import ModelIO
 import Tokenizers
 import Transformer
 
@@ -44,10 +45,10 @@ struct EvalOptions: ParsableArguments {
             return .chat(name: "chat-template") { (try? tok.applyChatTemplate([ChatMessage(role: "user", content: $0)])) ?? $0 }
         }
         if let model {
-            let lm = try LanguageModel.load(directory: model)
+            let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model))
             var tok = lm.tokenizer
             if let t = tokenizer {
-                tok = try Tokenizer.load(directory: t)
+                tok = try Tokenizer.load(directory: try ModelResolver.resolve(t))
                 let probe = "The special magic number for tidy-lantern is: 4927351."
                 guard tok.encode(probe) == lm.tokenizer.encode(probe) else {
                     throw EvalError("\(t): tokenizer does not match the model's own tokenizer (\(model)); nothing was run")
@@ -56,7 +57,7 @@ struct EvalOptions: ParsableArguments {
             let name = URL(fileURLWithPath: model).lastPathComponent
             return (tok, try format(tok), LocalBackend(SerialGenerator(EngineGenerator(lm, name: name))), "engine:\(model)")
         }
-        let tok = try Tokenizer.load(directory: tokenizer!)
+        let tok = try Tokenizer.load(directory: try ModelResolver.resolve(tokenizer!))
         let key = ProcessInfo.processInfo.environment[apiKeyEnv]
         let name: String
         if let servedModel { name = servedModel } else { name = try await OpenAIBackend.firstModel(url: endpoint!, apiKey: key) }
@@ -135,7 +136,7 @@ struct EvalNIAH: AsyncParsableCommand {
     @Option(name: .customLong("max-tokens"), help: "Tokens to generate per answer (default: the suite's).") var maxTokens: Int?
 
     func run() async throws {
-        var s = try NIAHSuite.load(path: suite)
+        var s = try NIAHSuite.load(path: DataFile.locate(suite))
         if let maxTokens { s.tokensToGenerate = maxTokens }
         let (tok, format, backend, describe) = try await options.setup()
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: tok), format: format, seed: options.seed)
@@ -166,7 +167,7 @@ struct EvalRuler: AsyncParsableCommand {
     @Option(name: .customLong("qa-hotpotqa"), help: "HotpotQA dev distractor JSON for qa_2.") var hotpot: String?
 
     func run() async throws {
-        let cfg = try RulerConfig.load(path: config)
+        let cfg = try RulerConfig.load(path: DataFile.locate(config))
         var qa: [String: QADataset] = [:]
         if let squad { qa["squad"] = try QADataset.squad(path: squad) }
         if let hotpot { qa["hotpotqa"] = try QADataset.hotpot(path: hotpot) }
@@ -183,5 +184,21 @@ struct EvalRuler: AsyncParsableCommand {
             }
         }
         try await options.execute(samples, title: "RULER", threshold: cfg.threshold, backend: backend, describe: describe, format: format)
+    }
+}
+
+/// Task-suite files named relative to the repository (`eval/…`): used as given when they exist, otherwise looked up
+/// beside the running binary's checkout (`.build/<triple>/release/longctx` → the repository root), so the default
+/// suites work from any directory.
+enum DataFile {
+    static func locate(_ path: String) -> String {
+        if path.hasPrefix("/") || FileManager.default.fileExists(atPath: path) { return path }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = dir.appendingPathComponent(path).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return path
     }
 }

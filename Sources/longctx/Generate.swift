@@ -43,6 +43,7 @@ struct Generate: AsyncParsableCommand {
                            result.promptIds.count, result.prefillSeconds, result.prefillTokensPerSecond,
                            result.generatedIds.count, result.decodeSeconds, result.decodeTokensPerSecond,
                            result.finishReason.rawValue)
+        fflush(nil)  // the streamed text reaches the terminal before the statistics
         FileHandle.standardError.write(Data((stats + "\n").utf8))
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Evaluation
 import Foundation
+import ModelIO
 import Serving
 import Transformer
 
@@ -14,7 +15,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("served-model-name"), help: "Model id reported by /v1/models (default: directory name).") var name: String?
 
     func run() async throws {
-        let lm = try LanguageModel.load(directory: model)
+        let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model))
         let id = name ?? URL(fileURLWithPath: model).lastPathComponent
         let server = OpenAIServer(generator: SerialGenerator(EngineGenerator(lm, name: id)), host: host, port: port)
         try await server.run { bound in

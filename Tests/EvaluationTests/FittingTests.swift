@@ -1,8 +1,7 @@
 import Testing
-import TestSupport
 @testable import Evaluation
 
-/// The budget search against a brute-force scan, and RULER samples fitted tightly to their budget.
+/// The budget search against a brute-force scan (RULER tasks' tightness: RulerGoldenTests.fittingIsTightForEachTask).
 struct FittingTests {
     /// Monotone, roughly linear token counts with per-unit noise, plateaus and jumps.
     static func counts(_ seed: UInt64, units: Int) -> [Int] {
@@ -31,21 +30,5 @@ struct FittingTests {
             #expect(probes <= 40, "seed \(seed): \(probes) probes")
         }
         #expect(LengthFit.largest(lo: 0, budget: c[0] - 1, hint: 10) { c[$0] } == nil)
-    }
-
-    /// Every RULER task's samples at 8K: prompt + answer within the budget; the first sample (the one the search
-    /// runs on; later ones step down by the task's increment when their random content costs more) fills it.
-    @Test func rulerSamplesFillTheirBudget() throws {
-        let cfg = try RulerConfig.load(path: TestSupport.repoRoot + "/eval/ruler.json")
-        let suite = RulerSuite(config: cfg)
-        let maker = SampleMaker(counter: WordTokenCounter(), format: .base)
-        for task in ["niah_single_1", "niah_multikey_3", "niah_multivalue", "vt", "cwe", "fwe"] {
-            let spec = try suite.spec(task, length: 8192, maker: maker)
-            for s in try maker.samples(spec, length: 8192, count: 2) {
-                let total = s.promptTokens + s.tokensToGenerate
-                #expect(total <= 8192, "\(task): \(total)")
-                if s.index == 0 { #expect(total >= 8192 - 300, "\(task): only \(total) of 8192 tokens used (\(s.units) units)") }
-            }
-        }
     }
 }
