@@ -71,7 +71,7 @@ public struct OpenAIBackend: CompletionBackend {
         if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
         let body = try JSONSerialization.data(withJSONObject: ["model": model, "prompt": text])
         req.body = .bytes(ByteBuffer(bytes: body))
-        let resp = try await client.execute(req, timeout: .seconds(60))
+        let resp = try await client.execute(req, timeout: .milliseconds(Int64(max(60, options.timeoutSeconds) * 1000)))
         let data = try await resp.body.collect(upTo: 64 << 20)
         guard resp.status == .ok else { return nil }
         guard let obj = try? JSONSerialization.jsonObject(with: Data(data.readableBytesView)) as? [String: Any],

@@ -66,7 +66,9 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
         return out
     }
 
-    static func fastOptions(_ endpoint: OpenAIBackend.Endpoint = .completions, attempts: Int = 3, timeout: Double = 10) -> OpenAIBackend.Options {
+    /// Short backoff; a long default timeout, because the in-process server's handlers run on Swift's cooperative
+    /// pool, which other suites' blocking work (subprocess waits, BLAS) can hold for minutes on a 2-core machine.
+    static func fastOptions(_ endpoint: OpenAIBackend.Endpoint = .completions, attempts: Int = 3, timeout: Double = 600) -> OpenAIBackend.Options {
         var o = OpenAIBackend.Options()
         o.endpoint = endpoint; o.maxAttempts = attempts; o.backoffSeconds = 0.05; o.timeoutSeconds = timeout; o.concurrency = 2
         return o
@@ -78,7 +80,7 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
         let server = OpenAIServer(generator: gen)
         let dir = TestSupport.scratchDirectory("srv")
         let viaHTTP = try await withServer(server.router()) { url in
-            let model = try await OpenAIBackend.firstModel(url: url + "/v1", apiKey: "k")
+            let model = try await OpenAIBackend.firstModel(url: url + "/v1", apiKey: "k", timeoutSeconds: 600)
             #expect(model == "scripted")
             let backend = OpenAIBackend(url: url, model: model, apiKey: "k", options: Self.fastOptions())
             #expect(try await backend.serverTokenize("ab") == [0, 97, 98])
@@ -114,7 +116,7 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
                     ? ["model": "scripted", "messages": [["role": "user", "content": prompt]], "max_tokens": 20, "stream": true, "stream_options": ["include_usage": true]]
                     : ["model": "scripted", "prompt": prompt, "max_tokens": 20, "stream": true, "stream_options": ["include_usage": true]]
                 req.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
-                let resp = try await HTTPClient.shared.execute(req, timeout: .seconds(10))
+                let resp = try await HTTPClient.shared.execute(req, timeout: .seconds(600))
                 #expect(resp.headers.first(name: "content-type") == "text/event-stream")
                 let text = String(buffer: try await resp.body.collect(upTo: 1 << 20))
                 #expect(text.hasSuffix("data: [DONE]\n\n"))
