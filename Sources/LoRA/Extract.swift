@@ -2,7 +2,7 @@ import Foundation
 import ModelIO
 import TensorCore
 
-/// Options of `longctx lora extract` (defaults: rank 64, randomized SVD with q = 2r and 2 power
+/// Options of `longctx lora extract` (defaults: rank 64, randomized SVD with q = r + max(10, r/2) and 2 power
 /// iterations, √S on both factors, checkpoint-dtype factors, portable scaling, mergekit's module policy).
 public struct ExtractionOptions: Sendable {
     public var policy = RankPolicy()
@@ -10,7 +10,7 @@ public struct ExtractionOptions: Sendable {
     public var parameterBudget: Int? = nil
     /// LAPACK SVD of every delta (as mergekit does); otherwise randomized where it is cheaper.
     public var exact = false
-    /// Oversampling `p` of the randomized range finder (subspace `q = r + p`, capped at `min(rows, cols)`); nil = `r`.
+    /// Oversampling `p` of the randomized range finder (subspace `q = r + p`, capped at `min(rows, cols)`); nil = max(10, r/2).
     public var oversampling: Int? = nil
     public var powerIterations = 2
     public var seed: UInt64 = 0
@@ -243,11 +243,10 @@ public enum LoRAExtractor {
         var notes = [String]()
 
         // SVD of every LoRA module (kept at the cap when a global budget is to be allocated).
-        struct Work { var plan: Int; var kind: LoRAKind; var svd: TruncatedSVD; var rank: Int; var seconds: Double; var factors: LoRAFactors?; var residual: Double? }
         var works = [Work]()
         var reports = [String: ModuleReport]()
         let loraIdx = plan.indices.filter { plan[$0].action == "lora" }
-        var done = 0
+        var loraOrder = [Int]()
         for i in plan.indices {
             let m = plan[i]
             let w = m.name + ".weight"
@@ -267,46 +266,35 @@ public enum LoRAExtractor {
                 }
                 continue
             }
-            let t0 = Date()
-            let shape = tw.info(w)!.shape
-            let kind: LoRAKind = m.role == .embedding ? .embedding : .linear
-            var d = try delta(w, bw, tw, roundToDType: o.deltaInCheckpointDType)
-            var rows = shape[0], cols = shape[1]
-            if kind == .embedding { d = transpose(d, rows: rows, cols: cols); swap(&rows, &cols) }
-            let k = min(rows, cols)
-            let cap = min(o.policy.maxRank, k)
-            let q = min(k, cap + (o.oversampling ?? cap))
-            let svd: TruncatedSVD
-            if o.exact || LowRank.exactIsCheaper(rows: rows, cols: cols, q: q) {
-                svd = try d.withUnsafeBufferPointer { try LowRank.exact($0, rows: rows, cols: cols, keep: cap) }
-            } else {
-                svd = try d.withUnsafeBufferPointer {
-                    try LowRank.randomized(DenseMap($0, rows: rows, cols: cols), q: q, powerIterations: o.powerIterations,
-                                           seed: o.seed &+ UInt64(i))
+            loraOrder.append(i)
+        }
+
+        // LoRA modules: `workers` threads take modules in plan order, each running single-threaded BLAS/LAPACK
+        // (OpenBLAS's own idle threads would otherwise spin while the serial conversion and QR steps run).
+        // Seeds are per module index, so the result does not depend on the number of workers.
+        let state = ParallelState(count: plan.count)
+        nonisolated(unsafe) let say = progress
+        nonisolated(unsafe) let (base0, tuned0) = (bw, tw)
+        let planCopy = plan, order = loraOrder, total = loraIdx.count, opts = o
+        let workers = max(1, min(2, ProcessInfo.processInfo.activeProcessorCount, order.count))
+        let savedThreads = BLAS.threads
+        if workers > 1 { BLAS.threads = 1 }
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let j = state.take(order.count) {
+                let i = order[j]
+                do {
+                    let (work, extra, line) = try Self.decompose(i, planCopy[i], base0, tuned0, opts)
+                    state.finish(i, work, extra) { done in say("[\(done)/\(total)] " + line) }
+                } catch {
+                    state.fail(error)
                 }
             }
-            let rank = o.policy.rank(singularValues: Array(svd.s.prefix(cap)), totalEnergy: svd.totalEnergy)
-            // Without a global budget the rank is final: measure ‖Δ − B·A‖ directly (1 − energy cancels
-            // catastrophically when almost all energy is kept).
-            var factors: LoRAFactors? = nil, residual: Double? = nil
-            if o.parameterBudget == nil {
-                let f = LoRAFactors(svd, rank: rank, split: o.split)
-                if rank > 0 {
-                    BLAS.sgemm(m: rows, n: cols, k: rank, alpha: -1, a: f.b, lda: rank, b: f.a, ldb: cols, beta: 1, c: &d, ldc: cols)
-                }
-                residual = d.withUnsafeBufferPointer { LowRank.sumOfSquares($0) }
-                factors = f
-            }
-            d = []
-            // Bias deltas of decomposed modules cannot be carried by LoRA.
-            for bn in m.tensors.dropFirst() {
-                let bnorm = try delta(bn, bw, tw, roundToDType: false).withUnsafeBufferPointer { LowRank.sumOfSquares($0) }
-                if bnorm > 0 { notes.append("\(bn): bias delta (‖Δ‖ = \(String(format: "%.3g", bnorm.squareRoot()))) is not representable by LoRA and was dropped") }
-            }
-            works.append(Work(plan: i, kind: kind, svd: o.parameterBudget == nil ? truncated(svd, rank) : truncated(svd, cap),
-                              rank: rank, seconds: Date().timeIntervalSince(t0), factors: factors, residual: residual))
-            done += 1
-            progress("[\(done)/\(loraIdx.count)] \(m.name) \(rows)×\(cols) \(svd.randomized ? "randomized" : "exact") rank \(rank) energy \(String(format: "%.4f", svd.energyRetained(rank: rank)))")
+        }
+        if workers > 1 { BLAS.threads = savedThreads }
+        if let e = state.error { throw e }
+        for i in order {
+            works.append(state.works[i]!)
+            notes += state.notes[i]
         }
         if let budget = o.parameterBudget {
             let ranks = RankPolicy.allocate(budget: budget, modules: works.map {
@@ -370,6 +358,52 @@ public enum LoRAExtractor {
         return report
     }
 
+    /// One module's delta, truncated SVD, rank and (without a global budget) factors and measured residual.
+    static func decompose(_ i: Int, _ m: PlannedModule, _ bw: Checkpoint, _ tw: Checkpoint, _ o: ExtractionOptions) throws
+        -> (Work, [String], String) {
+        let t0 = Date()
+        let w = m.name + ".weight"
+        var notes = [String]()
+        let shape = tw.info(w)!.shape
+        let kind: LoRAKind = m.role == .embedding ? .embedding : .linear
+        var d = try delta(w, bw, tw, roundToDType: o.deltaInCheckpointDType)
+        var rows = shape[0], cols = shape[1]
+        if kind == .embedding { d = transpose(d, rows: rows, cols: cols); swap(&rows, &cols) }
+        let k = min(rows, cols)
+        let cap = min(o.policy.maxRank, k)
+        let q = min(k, cap + (o.oversampling ?? max(10, cap / 2)))
+        let svd: TruncatedSVD
+        if o.exact || LowRank.exactIsCheaper(rows: rows, cols: cols, q: q) {
+            svd = try d.withUnsafeBufferPointer { try LowRank.exact($0, rows: rows, cols: cols, keep: cap) }
+        } else {
+            svd = try d.withUnsafeBufferPointer {
+                try LowRank.randomized(DenseMap($0, rows: rows, cols: cols), q: q, powerIterations: o.powerIterations,
+                                       seed: o.seed &+ UInt64(i))
+            }
+        }
+        let rank = o.policy.rank(singularValues: Array(svd.s.prefix(cap)), totalEnergy: svd.totalEnergy)
+        // Without a global budget the rank is final: measure ‖Δ − B·A‖ directly (1 − energy cancels
+        // catastrophically when almost all energy is kept).
+        var factors: LoRAFactors? = nil, residual: Double? = nil
+        if o.parameterBudget == nil {
+            let f = LoRAFactors(svd, rank: rank, split: o.split)
+            if rank > 0 {
+                BLAS.sgemm(m: rows, n: cols, k: rank, alpha: -1, a: f.b, lda: rank, b: f.a, ldb: cols, beta: 1, c: &d, ldc: cols)
+            }
+            residual = d.withUnsafeBufferPointer { LowRank.sumOfSquares($0) }
+            factors = f
+        }
+        d = []
+        // Bias deltas of decomposed modules cannot be carried by LoRA.
+        for bn in m.tensors.dropFirst() {
+            let bnorm = try delta(bn, bw, tw, roundToDType: false).withUnsafeBufferPointer { LowRank.sumOfSquares($0) }
+            if bnorm > 0 { notes.append("\(bn): bias delta (‖Δ‖ = \(String(format: "%.3g", bnorm.squareRoot()))) is not representable by LoRA and was dropped") }
+        }
+        let work = Work(plan: i, kind: kind, svd: o.parameterBudget == nil ? truncated(svd, rank) : truncated(svd, cap),
+                    rank: rank, seconds: Date().timeIntervalSince(t0), factors: factors, residual: residual)
+        return (work, notes, "\(m.name) \(rows)×\(cols) \(svd.randomized ? "randomized" : "exact") rank \(rank) energy \(String(format: "%.4f", svd.energyRetained(rank: rank)))")
+    }
+
     static func truncated(_ s: TruncatedSVD, _ r: Int) -> TruncatedSVD {
         if r >= s.k { return s }
         var t = s
@@ -378,5 +412,46 @@ public enum LoRAExtractor {
         t.s = Array(s.s.prefix(r))
         t.vt = Array(s.vt.prefix(r * s.cols))
         return t
+    }
+}
+
+/// One decomposed LoRA module of an extraction.
+struct Work: Sendable {
+    var plan: Int; var kind: LoRAKind; var svd: TruncatedSVD; var rank: Int; var seconds: Double
+    var factors: LoRAFactors?; var residual: Double?
+}
+
+/// Work queue and results shared by the extraction workers (all access under one lock).
+final class ParallelState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0, done = 0
+    private(set) var works: [Work?]
+    private(set) var notes: [[String]]
+    private(set) var error: Error?
+
+    init(count: Int) {
+        works = Array(repeating: nil, count: count)
+        notes = Array(repeating: [], count: count)
+    }
+
+    /// The next queue position, or nil when the queue is empty or a worker failed.
+    func take(_ count: Int) -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard error == nil, next < count else { return nil }
+        next += 1
+        return next - 1
+    }
+
+    func finish(_ i: Int, _ w: Work, _ n: [String], report: (Int) -> Void) {
+        lock.lock(); defer { lock.unlock() }
+        works[i] = w
+        notes[i] = n
+        done += 1
+        report(done)
+    }
+
+    func fail(_ e: Error) {
+        lock.lock(); defer { lock.unlock() }
+        if error == nil { error = e }
     }
 }

@@ -23,7 +23,7 @@ struct LoraExtract: AsyncParsableCommand {
     @Option(help: "Energy target per module: smallest rank keeping this fraction of ‖Δ‖².") var energy: Double?
     @Option(help: "Global LoRA parameter budget (e.g. 20M), allocated by marginal energy per parameter.") var budget: String?
     @Flag(help: "Exact LAPACK SVD for every module.") var exact = false
-    @Option(help: "Randomized SVD oversampling (default: the rank).") var oversampling: Int?
+    @Option(help: "Randomized SVD oversampling (default: half the rank, at least 10).") var oversampling: Int?
     @Option(name: .customLong("power-iterations"), help: "Randomized SVD power iterations.") var powerIterations = 2
     @Option(help: "Random seed of the range finder.") var seed: UInt64 = 0
     @Option(help: "Where σ goes: sqrt (both factors), b (B = U·S) or a (A = S·Vt).") var split = "sqrt"
