@@ -87,22 +87,4 @@ public enum LengthFit {
             }
         }
     }
-
-    /// The largest `n >= lo` with `fits(n)`, assuming `fits` is (nearly) monotone decreasing in `n`:
-    /// doubles from `hint` to bracket, then bisects. Nil when `fits(lo)` is false.
-    public static func largest(lo: Int, hint: Int, cap: Int = 1 << 26, fits: (Int) -> Bool) -> Int? {
-        guard fits(lo) else { return nil }
-        var good = lo
-        var bad = max(hint, lo + 1)
-        while bad <= cap && fits(bad) {
-            good = bad
-            bad = bad &* 2
-        }
-        if bad > cap { return good }
-        while bad - good > 1 {
-            let mid = good + (bad - good) / 2
-            if fits(mid) { good = mid } else { bad = mid }
-        }
-        return good
-    }
 }

@@ -177,11 +177,11 @@ public struct RulerSuite: Sendable {
         var exRng = EvalRandom(["vt-example", "\(maker.seed)"])
         let exNames = Self.distinctNames(chains * (hops + 1), letters: 3, &exRng)
         let exState = exRng
-        let exN = LengthFit.largest(lo: 0, hint: 10, fits: { n in
+        let exN = LengthFit.largest(lo: 0, budget: 500, hint: 10) { n in
             var r = exState
             let (i, p) = Self.vtText(template, prefix, names: exNames, chains: chains, hops: hops, value: "12345", n: n, &r)
-            return maker.counter.tokenCount(maker.format.render(i, p)) <= 500
-        }) ?? 0
+            return maker.counter.tokenCount(maker.format.render(i, p))
+        } ?? 0
         var r = exState
         let (exInput, exPrefix) = Self.vtText(template, prefix, names: exNames, chains: chains, hops: hops, value: "12345", n: exN, &r)
         let example = exInput + exPrefix + " " + exNames.joined(separator: " ") + "\n"

@@ -243,30 +243,24 @@ public enum LoRAExtractor {
         var notes = [String]()
 
         // SVD of every LoRA module (kept at the cap when a global budget is to be allocated).
-        var works = [Work]()
         var reports = [String: ModuleReport]()
         let loraIdx = plan.indices.filter { plan[$0].action == "lora" }
-        var loraOrder = [Int]()
-        for i in plan.indices {
-            let m = plan[i]
-            let w = m.name + ".weight"
-            guard m.action == "lora" else {
-                if m.action == "excluded" {
-                    reports[m.name] = ModuleReport(module: m.name, action: "excluded", shape: tw.info(m.tensors[0])!.shape, rank: 0,
-                                                   energyRetained: 0, relativeError: 1, conditionRatio: nil, deltaNorm: 0, method: "", seconds: 0)
-                }
-                if m.action == "dropped" || m.action == "saved" {
-                    var norm = 0.0
-                    for n in m.tensors { norm += try delta(n, bw, tw, roundToDType: false).withUnsafeBufferPointer { LowRank.sumOfSquares($0) } }
-                    let shape = tw.info(m.tensors[0])!.shape
-                    reports[m.name] = ModuleReport(module: m.name, action: m.action, shape: shape, rank: 0,
-                                                   energyRetained: m.action == "saved" ? 1 : 0, relativeError: m.action == "saved" ? 0 : (norm > 0 ? 1 : 0),
-                                                   conditionRatio: nil, deltaNorm: norm.squareRoot(), method: "", seconds: 0)
-                    if m.action == "dropped" && norm > 0 { notes.append("dropped \(m.name) (‖Δ‖_F = \(String(format: "%.3g", norm.squareRoot())))") }
-                }
-                continue
+        // Notes per plan index, so they come out in plan order whichever worker wrote them.
+        var moduleNotes = [[String]](repeating: [], count: plan.count)
+        for (i, m) in plan.enumerated() where m.action != "lora" {
+            if m.action == "excluded" {
+                reports[m.name] = ModuleReport(module: m.name, action: "excluded", shape: tw.info(m.tensors[0])!.shape, rank: 0,
+                                               energyRetained: 0, relativeError: 1, conditionRatio: nil, deltaNorm: 0, method: "", seconds: 0)
             }
-            loraOrder.append(i)
+            if m.action == "dropped" || m.action == "saved" {
+                var norm = 0.0
+                for n in m.tensors { norm += try delta(n, bw, tw, roundToDType: false).withUnsafeBufferPointer { LowRank.sumOfSquares($0) } }
+                let shape = tw.info(m.tensors[0])!.shape
+                reports[m.name] = ModuleReport(module: m.name, action: m.action, shape: shape, rank: 0,
+                                               energyRetained: m.action == "saved" ? 1 : 0, relativeError: m.action == "saved" ? 0 : (norm > 0 ? 1 : 0),
+                                               conditionRatio: nil, deltaNorm: norm.squareRoot(), method: "", seconds: 0)
+                if m.action == "dropped" && norm > 0 { moduleNotes[i].append("dropped \(m.name) (‖Δ‖_F = \(String(format: "%.3g", norm.squareRoot())))") }
+            }
         }
 
         // LoRA modules: `workers` threads take modules in plan order, each running single-threaded BLAS/LAPACK
@@ -275,7 +269,7 @@ public enum LoRAExtractor {
         let state = ParallelState(count: plan.count)
         nonisolated(unsafe) let say = progress
         nonisolated(unsafe) let (base0, tuned0) = (bw, tw)
-        let planCopy = plan, order = loraOrder, total = loraIdx.count, opts = o
+        let planCopy = plan, order = loraIdx, opts = o
         let workers = max(1, min(2, ProcessInfo.processInfo.activeProcessorCount, order.count))
         let savedThreads = BLAS.threads
         if workers > 1 { BLAS.threads = 1 }
@@ -284,7 +278,7 @@ public enum LoRAExtractor {
                 let i = order[j]
                 do {
                     let (work, extra, line) = try Self.decompose(i, planCopy[i], base0, tuned0, opts)
-                    state.finish(i, work, extra) { done in say("[\(done)/\(total)] " + line) }
+                    state.finish(i, work, extra) { done in say("[\(done)/\(order.count)] " + line) }
                 } catch {
                     state.fail(error)
                 }
@@ -292,10 +286,8 @@ public enum LoRAExtractor {
         }
         if workers > 1 { BLAS.threads = savedThreads }
         if let e = state.error { throw e }
-        for i in order {
-            works.append(state.works[i]!)
-            notes += state.notes[i]
-        }
+        var works = order.map { state.works[$0]! }
+        for i in plan.indices { notes += moduleNotes[i] + state.notes[i] }
         if let budget = o.parameterBudget {
             let ranks = RankPolicy.allocate(budget: budget, modules: works.map {
                 (singularValues: Array($0.svd.s.prefix(o.policy.rank(singularValues: $0.svd.s, totalEnergy: $0.svd.totalEnergy))),

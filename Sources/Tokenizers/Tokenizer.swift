@@ -180,6 +180,15 @@ public final class Tokenizer: @unchecked Sendable {
 
     // MARK: encoding
 
+    /// Token ids of a whole prompt as a model is fed it: the post-processor's special tokens are added unless
+    /// the text already starts with the BOS token's text (a chat-templated prompt carries its own).
+    public func encodePrompt(_ text: String) -> [Int] {
+        if let bos = bosTokenId, let bosText = token(forId: bos), text.hasPrefix(bosText) {
+            return encode(text, addSpecialTokens: false)
+        }
+        return encode(text)
+    }
+
     /// Token ids of `text`. With `addSpecialTokens`, the post-processor's tokens (e.g. bos) are added.
     public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
         var ids = [Int]()

@@ -80,7 +80,6 @@ func peakRSS() -> Int {
 
 func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
     let model = try TransformerModel(directory: dir)
-    if let c = ProcessInfo.processInfo.environment["LONGCTX_PREFILL_CHUNK"], let v = Int(c) { model.prefillChunk = v }
     var r = SeededRandom(seed: 3)
     let vocab = model.configuration.vocabSize
     let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
@@ -100,16 +99,10 @@ func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
     print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS())}")
 }
 
-/// Same counting as `longctx eval` (TokenizerCounter in the CLI): special tokens added unless the text already
-/// starts with the BOS token's text.
+/// Same counting as `longctx eval`: the prompt as the engine is fed it.
 struct BenchTokenCounter: TokenCounting {
     let tokenizer: Tokenizer
-    func tokenCount(_ text: String) -> Int {
-        if let bos = tokenizer.bosTokenId, let t = tokenizer.token(forId: bos), text.hasPrefix(t) {
-            return tokenizer.encode(text, addSpecialTokens: false).count
-        }
-        return tokenizer.encode(text).count
-    }
+    func tokenCount(_ text: String) -> Int { tokenizer.encodePrompt(text).count }
 }
 
 func rulerPrep(tokenizerDir: String, length: Int, tasks: [String], samples: Int, config: String) throws {

@@ -69,7 +69,7 @@ struct EvalOptions: ParsableArguments {
         let backend = OpenAIBackend(url: endpoint!, model: name, apiKey: key, options: o)
         let probe = "The special magic number for tidy-lantern is: 4927351."
         if let served = try await backend.serverTokenize(probe) {
-            let local = EngineGenerator.encode(tok, probe)
+            let local = tok.encodePrompt(probe)
             guard served == local else {
                 throw EvalError("tokenizer/model mismatch: \(tokenizer!) encodes a probe as \(local.prefix(12)) but \(endpoint!) (\(name)) gives \(served.prefix(12)); nothing was sent for generation")
             }

@@ -3,11 +3,10 @@ import Foundation
 import Tokenizers
 import Transformer
 
-/// Token counting with the target model's tokenizer: special tokens are added unless the text already starts
-/// with the BOS token's text (a chat-templated prompt), exactly as `EngineGenerator.encode` feeds the model.
+/// Token counting with the target model's tokenizer, exactly as the engine is fed (`Tokenizer.encodePrompt`).
 struct TokenizerCounter: TokenCounting {
     let tokenizer: Tokenizer
-    func tokenCount(_ text: String) -> Int { EngineGenerator.encode(tokenizer, text).count }
+    func tokenCount(_ text: String) -> Int { tokenizer.encodePrompt(text).count }
 }
 
 /// The built-in engine behind `longctx serve` and `--model` evaluation.
@@ -20,14 +19,7 @@ final class EngineGenerator: TextGenerating {
         self.modelName = name
     }
 
-    static func encode(_ tokenizer: Tokenizer, _ text: String) -> [Int] {
-        if let bos = tokenizer.bosTokenId, let bosText = tokenizer.token(forId: bos), text.hasPrefix(bosText) {
-            return tokenizer.encode(text, addSpecialTokens: false)
-        }
-        return tokenizer.encode(text)
-    }
-
-    func encode(_ text: String) -> [Int] { Self.encode(lm.tokenizer, text) }
+    func encode(_ text: String) -> [Int] { lm.tokenizer.encodePrompt(text) }
 
     func chatPrompt(_ messages: [ChatTurn]) throws -> String {
         guard lm.tokenizer.hasChatTemplate else { throw EvalError("\(lm.path): the tokenizer has no chat template") }

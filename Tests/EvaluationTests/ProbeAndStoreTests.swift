@@ -60,10 +60,10 @@ import TestSupport
         var rng = EvalRandom(seed: 5)
         for _ in 0..<200 {
             let limit = rng.int(0...5000), hint = rng.int(1...9000)
-            let got = LengthFit.largest(lo: 0, hint: hint) { $0 <= limit }
+            let got = LengthFit.largest(lo: 0, budget: limit, hint: hint) { $0 }
             #expect(got == limit)
         }
-        #expect(LengthFit.largest(lo: 3, hint: 10) { $0 < 3 } == nil)
+        #expect(LengthFit.largest(lo: 3, budget: 2, hint: 10) { $0 } == nil)
     }
 
     @Test func qaFromSquadAndHotpot() throws {
