@@ -2,6 +2,7 @@
    Each has a portable C version and an AVX2+FMA version chosen once at run time. */
 #include "CKernels.h"
 #include <math.h>
+#include <string.h>
 #include <immintrin.h>
 
 static int have_avx2_fma(void) {
@@ -196,4 +197,260 @@ void ck_rmsnorm(const float *x, const float *w, float *y, size_t rows, size_t n,
         float inv = 1.0f / sqrtf(ss / (float)n + eps);
         for (size_t i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * inv);
     }
+}
+
+/* ---- fused attention tile ----
+   Layout (all f32):
+     QT  hd x Rp   queries transposed and pre-scaled, Rp = rows rounded up to 16 (padding columns 0)
+     ST  kb x Rp   scores of one key block, transposed (key-major), overwritten with P
+     O   rows x hd running output (unnormalised)
+   S^T = K_block · Q^T uses a 6-key x 16-query register tile (K broadcast from the cache rows, Q^T loaded as
+   vectors); the online softmax runs down the key axis, so every max/sum is a vertical vector operation; O += P·V
+   uses a 6-query x 16-channel register tile (P broadcast from ST, V loaded as vectors). No operand is transposed
+   except the query tile, once. */
+
+/* Row stride of Q^T and S^T: an odd number of 64-byte lines, so that walking down a column touches every L1 set. */
+static size_t padded_stride(size_t rp) { return (rp / 16) % 2 ? rp : rp + 16; }
+
+size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb) {
+    size_t rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
+    size_t kb6 = (kb + 5) / 6 * 6;
+    return hd * ld + kb6 * ld + kb6 * hd + kb6 * 16 + rows * hd + 3 * rp + 2 * rp /* int32 ranges */ + 64;
+}
+
+int ck_attention_fused_available(size_t hd) { return have_avx2_fma() && hd % 8 == 0 && hd > 0; }
+
+/* exp(x) for x <= 0 (or -inf): 0 below the underflow bound. */
+__attribute__((target("avx2,fma")))
+static inline __m256 exp256_nonpos(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(EXP_LO);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_set1_ps(P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* n in [-126, 0]: 2^n is a normal number. */
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+/* ST[j][c..c+16] = sum_d K[j][d] * QT[d][c..c+16] for the 6 keys of one packed panel kp[d][6]. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void qk_tile(const float *kp, size_t hd, const float *qt, size_t ld, float *st) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (size_t d = 0; d < hd; d++, kp += 6, qt += ld) {
+        __m256 b0 = _mm256_loadu_ps(qt), b1 = _mm256_loadu_ps(qt + 8), a;
+        a = _mm256_broadcast_ss(kp + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(kp + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(kp + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(kp + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(kp + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(kp + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    _mm256_storeu_ps(st + 0 * ld, c00); _mm256_storeu_ps(st + 0 * ld + 8, c01);
+    _mm256_storeu_ps(st + 1 * ld, c10); _mm256_storeu_ps(st + 1 * ld + 8, c11);
+    _mm256_storeu_ps(st + 2 * ld, c20); _mm256_storeu_ps(st + 2 * ld + 8, c21);
+    _mm256_storeu_ps(st + 3 * ld, c30); _mm256_storeu_ps(st + 3 * ld + 8, c31);
+    _mm256_storeu_ps(st + 4 * ld, c40); _mm256_storeu_ps(st + 4 * ld + 8, c41);
+    _mm256_storeu_ps(st + 5 * ld, c50); _mm256_storeu_ps(st + 5 * ld + 8, c51);
+}
+
+/* O[r][c..c+8*NV] = O[r][..] * corr[r] + sum_j P[j][r] * V[j][c..] for MR rows r (MR <= 6), NV in {1, 2}. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void pv_tile(int mr, int nv, const float *pt, size_t ld, const float *v, size_t hd, size_t nb,
+                           const float *corr, float *o) {
+    __m256 c0[6], c1[6];
+    for (int i = 0; i < 6; i++) {
+        if (i < mr) {
+            __m256 s = _mm256_broadcast_ss(corr + i);
+            c0[i] = _mm256_mul_ps(_mm256_loadu_ps(o + i * hd), s);
+            c1[i] = nv > 1 ? _mm256_mul_ps(_mm256_loadu_ps(o + i * hd + 8), s) : _mm256_setzero_ps();
+        } else { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
+    }
+    for (size_t j = 0; j < nb; j++) {
+        __m256 b0 = _mm256_loadu_ps(v + j * 16);
+        __m256 b1 = nv > 1 ? _mm256_loadu_ps(v + j * 16 + 8) : _mm256_setzero_ps();
+        for (int i = 0; i < 6; i++) {
+            if (i < mr) {
+                __m256 a = _mm256_broadcast_ss(pt + j * ld + i);
+                c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+                if (nv > 1) c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+            }
+        }
+    }
+    for (int i = 0; i < 6; i++) {
+        if (i < mr) {
+            _mm256_storeu_ps(o + i * hd, c0[i]);
+            if (nv > 1) _mm256_storeu_ps(o + i * hd + 8, c1[i]);
+        }
+    }
+}
+
+/* ST (nb rounded up to 6 rows) = K_block · Q^T. K rows are packed in panels of 6 keys, kp[panel][d][6]
+   (zero keys past nb), so the register tile reads its 6 broadcasts from one running pointer. */
+__attribute__((target("avx2,fma")))
+static void qk_block(const float *k, size_t hd, size_t nb, const float *qt, size_t rp, size_t ld, float *st, float *kp) {
+    size_t panels = (nb + 5) / 6;
+    for (size_t p = 0; p < panels; p++) {
+        float *dst = kp + p * hd * 6;
+        for (size_t i = 0; i < 6; i++) {
+            size_t j = p * 6 + i;
+            if (j < nb) { const float *src = k + j * hd; for (size_t d = 0; d < hd; d++) dst[d * 6 + i] = src[d]; }
+            else for (size_t d = 0; d < hd; d++) dst[d * 6 + i] = 0;
+        }
+    }
+    for (size_t p = 0; p < panels; p++)
+        for (size_t c = 0; c < rp; c += 16) qk_tile(kp + p * hd * 6, hd, qt + c, ld, st + p * 6 * ld + c);
+}
+
+/* O (rows x hd) = O·corr + P·V for one key block: channel strips of 16 outside, each copied from V into a
+   contiguous nb x 16 panel (V's rows are 4·hd bytes apart, which maps a strip onto few L1 sets), register
+   tiles of 6 rows inside. */
+__attribute__((target("avx2,fma")))
+static void pv_block(const float *pt, size_t ld, size_t rows, const float *v, size_t hd, size_t nb,
+                     const float *corr, float *o, float *vp) {
+    for (size_t c = 0; c < hd; c += 16) {
+        int nv = c + 16 <= hd ? 2 : 1;
+        for (size_t j = 0; j < nb; j++) {
+            _mm256_storeu_ps(vp + j * 16, _mm256_loadu_ps(v + j * hd + c));
+            if (nv > 1) _mm256_storeu_ps(vp + j * 16 + 8, _mm256_loadu_ps(v + j * hd + c + 8));
+        }
+        size_t r = 0;
+        if (nv > 1) {
+            for (; r + 6 <= rows; r += 6) pv_tile(6, 2, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c);
+            switch (rows - r) {
+#define PV_CASE(M) case M: pv_tile(M, 2, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c); break;
+            PV_CASE(5) PV_CASE(4) PV_CASE(3) PV_CASE(2) PV_CASE(1)
+#undef PV_CASE
+            default: break;
+            }
+        } else {
+            for (; r + 6 <= rows; r += 6) pv_tile(6, 1, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c);
+            switch (rows - r) {
+#define PV_CASE(M) case M: pv_tile(M, 1, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c); break;
+            PV_CASE(5) PV_CASE(4) PV_CASE(3) PV_CASE(2) PV_CASE(1)
+#undef PV_CASE
+            default: break;
+            }
+        }
+    }
+}
+
+/* Online-softmax step down the key axis of ST (nb keys x rp columns). Column r may use keys j with
+   lo[r] <= j < hi[r] (block-relative). Updates m, l; writes corr; overwrites ST with P. */
+__attribute__((target("avx2,fma")))
+static void softmax_block_t(float *st, size_t nb, size_t rp, size_t ld, const int32_t *lo, const int32_t *hi,
+                            float *m, float *l, float *corr) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (size_t c = 0; c < rp; c += 8) {
+        __m256i vlo = _mm256_loadu_si256((const __m256i *)(lo + c));
+        __m256i vhi = _mm256_loadu_si256((const __m256i *)(hi + c));
+        /* Whole block visible to all 8 columns? */
+        __m256i nbv = _mm256_set1_epi32((int32_t)nb);
+        int full = _mm256_testz_si256(_mm256_or_si256(_mm256_cmpgt_epi32(vlo, _mm256_setzero_si256()),
+                                                      _mm256_cmpgt_epi32(nbv, vhi)), _mm256_set1_epi32(-1));
+        __m256 mx = ninf;
+        if (full) {
+            size_t j = 0;
+            __m256 mx1 = ninf;
+            for (; j + 2 <= nb; j += 2) {
+                mx = _mm256_max_ps(mx, _mm256_loadu_ps(st + j * ld + c));
+                mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(st + (j + 1) * ld + c));
+            }
+            if (j < nb) mx = _mm256_max_ps(mx, _mm256_loadu_ps(st + j * ld + c));
+            mx = _mm256_max_ps(mx, mx1);
+        } else {
+            for (size_t j = 0; j < nb; j++) {
+                __m256i jv = _mm256_set1_epi32((int32_t)j);
+                /* invalid: j < lo or j >= hi */
+                __m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(vlo, jv), _mm256_cmpgt_epi32(_mm256_add_epi32(jv, _mm256_set1_epi32(1)), vhi));
+                __m256 s = _mm256_blendv_ps(_mm256_loadu_ps(st + j * ld + c), ninf, _mm256_castsi256_ps(bad));
+                _mm256_storeu_ps(st + j * ld + c, s);
+                mx = _mm256_max_ps(mx, s);
+            }
+        }
+        __m256 mold = _mm256_loadu_ps(m + c);
+        __m256 mnew = _mm256_max_ps(mold, mx);
+        /* Columns that have seen no visible key yet: keep corr 1 and subtract 0 (all their P are 0). */
+        __m256 none = _mm256_cmp_ps(mnew, ninf, _CMP_EQ_OQ);
+        __m256 msafe = _mm256_blendv_ps(mnew, _mm256_setzero_ps(), none);
+        __m256 cr = _mm256_blendv_ps(exp256_nonpos(_mm256_sub_ps(mold, msafe)), _mm256_set1_ps(1.0f), none);
+        __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j + 2 <= nb; j += 2) {
+            __m256 e0 = exp256_nonpos(_mm256_sub_ps(_mm256_loadu_ps(st + j * ld + c), msafe));
+            __m256 e1 = exp256_nonpos(_mm256_sub_ps(_mm256_loadu_ps(st + (j + 1) * ld + c), msafe));
+            _mm256_storeu_ps(st + j * ld + c, e0);
+            _mm256_storeu_ps(st + (j + 1) * ld + c, e1);
+            sum0 = _mm256_add_ps(sum0, e0);
+            sum1 = _mm256_add_ps(sum1, e1);
+        }
+        if (j < nb) {
+            __m256 e0 = exp256_nonpos(_mm256_sub_ps(_mm256_loadu_ps(st + j * ld + c), msafe));
+            _mm256_storeu_ps(st + j * ld + c, e0);
+            sum0 = _mm256_add_ps(sum0, e0);
+        }
+        _mm256_storeu_ps(l + c, _mm256_fmadd_ps(_mm256_loadu_ps(l + c), cr, _mm256_add_ps(sum0, sum1)));
+        _mm256_storeu_ps(m + c, mnew);
+        _mm256_storeu_ps(corr + c, cr);
+    }
+}
+
+__attribute__((target("avx2,fma")))
+void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,
+                       const float *k, const float *v, const int32_t *key_lo, const int32_t *key_hi, size_t kb,
+                       float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch) {
+    size_t rows = queries * group, rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
+    size_t kb6 = (kb + 5) / 6 * 6;
+    float *qt = scratch, *st = qt + hd * ld, *kp = st + kb6 * ld, *vp = kp + kb6 * hd, *o = vp + kb6 * 16;
+    float *m = o + rows * hd, *l = m + rp, *corr = l + rp;
+    int32_t *lo = (int32_t *)(corr + rp), *hi = lo + rp;
+    /* Q^T, pre-scaled; row r = (query i, head j) = i * group + j. */
+    for (size_t i = 0; i < queries; i++)
+        for (size_t j = 0; j < group; j++) {
+            const float *src = q + i * q_stride + j * hd;
+            size_t r = i * group + j;
+            for (size_t d = 0; d < hd; d++) qt[d * ld + r] = src[d] * scale;
+        }
+    for (size_t d = 0; d < hd; d++)
+        for (size_t r = rows; r < rp; r++) qt[d * ld + r] = 0;
+    memset(o, 0, rows * hd * sizeof(float));
+    int32_t kmin = INT32_MAX, kmax = 0;
+    for (size_t i = 0; i < queries; i++) {
+        int32_t a = key_lo[i], b = key_hi[i];
+        if (b < a) b = a;
+        if (b > a) { if (a < kmin) kmin = a; if (b > kmax) kmax = b; }
+    }
+    for (size_t r = 0; r < rp; r++) { m[r] = -INFINITY; l[r] = 0; }
+    for (int32_t k0 = kmin; k0 < kmax; k0 += (int32_t)kb) {
+        size_t nb = (size_t)(kmax - k0) < kb ? (size_t)(kmax - k0) : kb;
+        for (size_t i = 0; i < queries; i++) {
+            int32_t a = key_lo[i] - k0, b = key_hi[i] - k0;
+            if (b < a) b = a;
+            for (size_t j = 0; j < group; j++) { lo[i * group + j] = a; hi[i * group + j] = b; }
+        }
+        for (size_t r = rows; r < rp; r++) { lo[r] = 0; hi[r] = 0; }
+        qk_block(k + (size_t)k0 * hd, hd, nb, qt, rp, ld, st, kp);
+        softmax_block_t(st, nb, rp, ld, lo, hi, m, l, corr);
+        const float *vb = v + (size_t)k0 * hd;
+        pv_block(st, ld, rows, vb, hd, nb, corr, o, vp);
+    }
+    for (size_t i = 0; i < queries; i++)
+        for (size_t j = 0; j < group; j++) {
+            size_t r = i * group + j;
+            float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+            float *dst = out + i * out_stride + j * hd;
+            for (size_t d = 0; d < hd; d++) dst[d] = o[r * hd + d] * inv;
+            if (lse) lse[j * lse_stride + i] = l[r] > 0 ? m[r] + logf(l[r]) : -INFINITY;
+        }
 }

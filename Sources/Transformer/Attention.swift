@@ -55,7 +55,10 @@ public struct KeyValueView: @unchecked Sendable {
 /// transformers' eager/sdpa attention computes it (causal mask, optional sliding window), to f32 rounding.
 public enum BlockwiseAttention {
     public static let defaultQueryBlock = 64
+    /// Keys per block for the BLAS tiles.
     public static let defaultKeyBlock = 512
+    /// Keys per block for the fused kernel (its score block stays in L2 beside the query tile).
+    public static let defaultFusedKeyBlock = 96
 
     /// Computes attention outputs for `count` queries at absolute positions `firstPosition ..< firstPosition+count`.
     ///
@@ -66,15 +69,20 @@ public enum BlockwiseAttention {
     ///   results with ``mergePartial(output:logSumExp:with:otherLogSumExp:rows:width:)`` (ring attention).
     ///   A row with no visible key gets output 0 and log-sum-exp −∞.
     /// - `workers`: parallel workers; BLAS runs single-threaded inside them.
-    /// - `queryBlock`/`keyBlock`: tile sizes (query positions per tile, keys per block).
+    /// - `queryBlock`/`keyBlock`: tile sizes (query positions per tile, keys per block; `nil`: the path's default).
+    /// - `fused`: use the fused register-tiled kernel (`ck_attention_tile`) where the CPU has AVX2+FMA and
+    ///   `headDim` is a multiple of 8; otherwise, or when `false`, each block runs as two BLAS GEMMs around
+    ///   `ck_softmax_block`. Both compute the same function to f32 rounding.
     public static func attend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int,
                               count: Int, firstPosition: Int, kv: KeyValueView, causal: Bool = true,
                               output: UnsafeMutablePointer<Float>, outputStride: Int,
                               logSumExp: UnsafeMutablePointer<Float>? = nil, workers: Int = 2,
-                              queryBlock: Int = defaultQueryBlock, keyBlock: Int = defaultKeyBlock) {
+                              queryBlock: Int = defaultQueryBlock, keyBlock: Int? = nil, fused: Bool = true) {
         guard count > 0 else { return }
         let g = shape.groupSize, hd = shape.headDim
-        let qb = max(1, queryBlock), kb = max(1, keyBlock)
+        let useFused = fused && ck_attention_fused_available(hd) != 0
+        let qb = max(1, queryBlock)
+        let kb = max(1, keyBlock ?? (useFused ? defaultFusedKeyBlock : defaultKeyBlock))
         let tiles = (count + qb - 1) / qb
         // Tasks ordered so the costliest (latest) tiles start first; worker w takes tasks w, w+W, …
         var tasks: [(head: Int, tile: Int)] = []
@@ -90,6 +98,36 @@ public enum BlockwiseAttention {
         nonisolated(unsafe) let out = output
         nonisolated(unsafe) let lse = logSumExp
         let taskList = tasks
+        if useFused {
+            DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: ck_attention_scratch(qb * g, hd, kb))
+                let lo = UnsafeMutablePointer<Int32>.allocate(capacity: qb)
+                let hi = UnsafeMutablePointer<Int32>.allocate(capacity: qb)
+                defer { scratch.deallocate(); lo.deallocate(); hi.deallocate() }
+                var t = w
+                while t < taskList.count {
+                    let (kvh, tile) = taskList[t]
+                    t += nWorkers
+                    let t0 = tile * qb, tn = min(qb, count - t0)
+                    for i in 0..<tn {
+                        let qpos = firstPosition + t0 + i
+                        var end = kv.count
+                        if causal { end = min(end, qpos - kv.firstPosition + 1) }
+                        var begin = 0
+                        if let win = shape.slidingWindow { begin = max(0, qpos - win + 1 - kv.firstPosition) }
+                        end = max(0, end)
+                        lo[i] = Int32(clamping: min(begin, end))
+                        hi[i] = Int32(clamping: end)
+                    }
+                    let head0 = kvh * g
+                    ck_attention_tile(q + t0 * queryStride + head0 * hd, queryStride, tn, g, hd, shape.scale,
+                                      kv.keys + kvh * kv.stride * hd, kv.values + kvh * kv.stride * hd, lo, hi, kb,
+                                      out + t0 * outputStride + head0 * hd, outputStride,
+                                      lse.map { $0 + head0 * count + t0 }, count, scratch)
+                }
+            }
+            return
+        }
         DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
             let maxRows = qb * g
             let qTile = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * hd)

@@ -4,6 +4,8 @@
 //   longctx-bench lora-pair BASE OUT [rank] [noise] -> writes a synthetic fine-tune of BASE (LoRA benchmark)
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
 //   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS
+//   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
+//                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024
 //   longctx-bench ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]
 //                                         -> per task: seconds to generate and length-fit RULER samples (the code
 //                                            path of `longctx eval ruler`), timed after the tokenizer is loaded
@@ -99,6 +101,38 @@ func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
     print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS())}")
 }
 
+func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
+    let shape = AttentionShape(heads: 9, kvHeads: 3, headDim: 64)
+    let width = shape.heads * shape.headDim
+    var r = SeededRandom(seed: 5)
+    let q = (0..<(n * width)).map { _ in r.normal() }
+    let k = (0..<(shape.kvHeads * n * 64)).map { _ in r.normal() }
+    let v = (0..<(shape.kvHeads * n * 64)).map { _ in r.normal() }
+    var out = [Float](repeating: 0, count: n * width)
+    BLAS.threads = 1
+    let chunk = 1024
+    let workers = Int(ProcessInfo.processInfo.environment["WORKERS"] ?? "") ?? 2
+    let reps = Int(ProcessInfo.processInfo.environment["REPS"] ?? "") ?? 1
+    let t = q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+        out.withUnsafeMutableBufferPointer { op in
+            (0..<reps).map { _ in seconds {
+                var s = 0
+                while s < n {
+                    let c = min(chunk, n - s)
+                    let kv = KeyValueView(keys: kp.baseAddress!, values: vp.baseAddress!, stride: n, count: s + c)
+                    BlockwiseAttention.attend(shape: shape, query: qp.baseAddress! + s * width, queryStride: width,
+                                              count: c, firstPosition: s, kv: kv, output: op.baseAddress! + s * width,
+                                              outputStride: width, workers: workers, keyBlock: keyBlock, fused: fused)
+                    s += c
+                }
+            } }.min()!
+        }
+    }}}
+    // Causal: n(n+1)/2 scores per head, 2·64 multiply-adds each (QKᵀ and PV).
+    let flops = Double(n) * Double(n + 1) / 2 * Double(shape.heads) * 4 * 64
+    print("{\"bench\":\"attention\",\"n\":\(n),\"fused\":\(fused),\"seconds\":\(t),\"gflops\":\(flops / t / 1e9)}")
+}
+
 /// Same counting as `longctx eval`: the prompt as the engine is fed it.
 struct BenchTokenCounter: TokenCounting {
     let tokenizer: Tokenizer
@@ -133,6 +167,9 @@ case "st-write":
     try SafetensorsWriter.write((0..<64).map { ("t\($0)", t) }, metadata: ["format": "pt"], to: args[2])
 case "prefill":
     try prefill(args[2], tokens: Int(args[3]) ?? 1024, decode: args.count > 4 ? Int(args[4]) ?? 0 : 0)
+case "attention":
+    attention(Int(args[2]) ?? 16384, fused: args.count > 3 ? args[3] != "blas" : true,
+              keyBlock: args.count > 4 ? Int(args[4]) : nil)
 case "lora-pair":
     // A synthetic fine-tune of BASE (known low-rank update per Linear + noise) for the LoRA benchmark:
     // lora-pair BASE OUT [rank] [noise]
@@ -148,6 +185,6 @@ case "ruler-prep":
     try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
                   samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | attention N [fused|blas] [keyBlock] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
     exit(2)
 }

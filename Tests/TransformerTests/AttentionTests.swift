@@ -16,14 +16,20 @@ import Testing
         Case(heads: 9, kvHeads: 3, headDim: 64, queries: 130, past: 300, window: nil, qb: 32, kb: 100),
         Case(heads: 8, kvHeads: 8, headDim: 32, queries: 1, past: 777, window: nil, qb: 64, kb: 128),
         Case(heads: 6, kvHeads: 1, headDim: 8, queries: 90, past: 40, window: 37, qb: 16, kb: 20),
+        // Fused-kernel edges: a 16+8 channel split, 4-way groups with 128 channels, key blocks shorter than the
+        // 6-key register tile, query rows not a multiple of 6 or 16.
+        Case(heads: 2, kvHeads: 1, headDim: 24, queries: 77, past: 13, window: nil, qb: 7, kb: 5),
+        Case(heads: 8, kvHeads: 2, headDim: 128, queries: 150, past: 600, window: 300, qb: 64, kb: 96),
+        Case(heads: 3, kvHeads: 3, headDim: 64, queries: 61, past: 0, window: 9, qb: 64, kb: 13),
     ]
 
     static func random(_ n: Int, _ rng: inout SeededRandom, scale: Float = 1) -> [Float] {
         (0..<n).map { _ in rng.normal() * scale }
     }
 
-    @Test(arguments: cases)
-    func blockwiseEqualsNaive(_ c: Case) {
+    /// Both kernels: the fused AVX2 tile (where the CPU has it) and the BLAS tiles.
+    @Test(arguments: cases, [true, false])
+    func blockwiseEqualsNaive(_ c: Case, fused: Bool) {
         var rng = SeededRandom(seed: UInt64(c.heads * 1000 + c.queries))
         let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, slidingWindow: c.window)
         let total = c.past + c.queries
@@ -39,7 +45,8 @@ import Testing
             fast.withUnsafeMutableBufferPointer { o in
                 BlockwiseAttention.attend(shape: shape, query: qp.baseAddress!, queryStride: c.heads * c.headDim,
                                           count: c.queries, firstPosition: c.past, kv: kv, output: o.baseAddress!,
-                                          outputStride: c.heads * c.headDim, workers: 2, queryBlock: c.qb, keyBlock: c.kb)
+                                          outputStride: c.heads * c.headDim, workers: 2, queryBlock: c.qb, keyBlock: c.kb,
+                                          fused: fused)
             }
             slow.withUnsafeMutableBufferPointer { o in
                 BlockwiseAttention.naive(shape: shape, query: qp.baseAddress!, queryStride: c.heads * c.headDim,
@@ -55,7 +62,7 @@ import Testing
 
     /// Attention over two disjoint key halves, merged with their log-sum-exps, equals attention over all keys
     /// (the step ring attention relies on).
-    @Test func mergeOfPartialsEqualsFull() {
+    @Test(arguments: [true, false]) func mergeOfPartialsEqualsFull(fused: Bool) {
         var rng = SeededRandom(seed: 7)
         let heads = 4, kvHeads = 2, hd = 16, nq = 50, nk = 120, split = 70
         let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd)
@@ -82,7 +89,7 @@ import Testing
                 a.withUnsafeMutableBufferPointer { o in lseA.withUnsafeMutableBufferPointer { l in
                     BlockwiseAttention.attend(shape: shape, query: qp.baseAddress!, queryStride: width, count: nq,
                                               firstPosition: nk - nq, kv: first, output: o.baseAddress!,
-                                              outputStride: width, logSumExp: l.baseAddress!, keyBlock: 32)
+                                              outputStride: width, logSumExp: l.baseAddress!, keyBlock: 32, fused: fused)
                 }}
             }}
             k2.withUnsafeBufferPointer { kp in v2.withUnsafeBufferPointer { vp in
@@ -91,7 +98,7 @@ import Testing
                 b.withUnsafeMutableBufferPointer { o in lseB.withUnsafeMutableBufferPointer { l in
                     BlockwiseAttention.attend(shape: shape, query: qp.baseAddress!, queryStride: width, count: nq,
                                               firstPosition: nk - nq, kv: second, output: o.baseAddress!,
-                                              outputStride: width, logSumExp: l.baseAddress!, keyBlock: 16)
+                                              outputStride: width, logSumExp: l.baseAddress!, keyBlock: 16, fused: fused)
                 }}
             }}
         }

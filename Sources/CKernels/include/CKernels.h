@@ -38,3 +38,26 @@ void ck_silu_mul(float *gate, const float *up, size_t n);
 
 /* RMSNorm per row: y = w * (x / sqrt(mean(x^2) + eps)); x, y: rows x n (may alias). */
 void ck_rmsnorm(const float *x, const float *w, float *y, size_t rows, size_t n, float eps);
+
+/* ---- Fused attention tile (attention.c) ----
+   True when ck_attention_tile can run here: AVX2+FMA and a head dimension that is a multiple of 8. */
+int ck_attention_fused_available(size_t hd);
+
+/* Floats of workspace ck_attention_tile needs for `rows` = queries x group query rows and key blocks of `kb`. */
+size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb);
+
+/* Attention of `queries` consecutive query positions, each with `group` heads sharing one key/value head, against
+   that head's keys and values, blockwise with an online softmax (flash-attention style), fused in registers:
+   S^T = K·Q^T·scale (6 keys x 16 query rows per register tile), the running max/sum down the key axis, and
+   O = O·corr + P·V (6 rows x 16 channels per register tile).
+   - q: query i, head j at q + i*q_stride + j*hd (hd floats).
+   - k, v: key/value index t at k + t*hd, v + t*hd.
+   - key_lo[i] <= t < key_hi[i]: the keys query i may see (causal limit, sliding window).
+   - kb: keys per block.
+   - out: query i, head j written (normalised) at out + i*out_stride + j*hd; a query that sees no key gets 0.
+   - lse (may be NULL): natural log-sum-exp of the scaled scores at lse[j*lse_stride + i]; -inf when no key.
+   - scratch: ck_attention_scratch(queries*group, hd, kb) floats.
+   Matches softmax(QK^T·scale + mask)·V to f32 rounding (exp: range reduction + degree-5 polynomial, < 2 ulp). */
+void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,
+                       const float *k, const float *v, const int32_t *key_lo, const int32_t *key_hi, size_t kb,
+                       float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch);
