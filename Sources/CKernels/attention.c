@@ -220,26 +220,22 @@ size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb) {
 
 int ck_attention_fused_available(size_t hd) { return have_avx2_fma() && hd % 8 == 0 && hd > 0; }
 
-/* exp(x) for x <= 0 (or -inf): 0 below the underflow bound. */
+/* 2^t for t <= 0 (Cephes exp2f's polynomial on [-1/2, 1/2], relative error < 2e-7). t is clamped at -125, so
+   t = -inf gives 2^-125 (callers zero masked entries themselves); n is added straight into p's exponent field. */
 __attribute__((target("avx2,fma")))
-static inline __m256 exp256_nonpos(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(EXP_LO);
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-    __m256 r2 = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_set1_ps(P0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    /* n in [-126, 0]: 2^n is a normal number. */
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+static inline __m256 exp2_nonpos(__m256 t) {
+    t = _mm256_max_ps(t, _mm256_set1_ps(-125.0f));
+    __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_sub_ps(t, n);
+    __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
 }
 
 /* ST[j][c..c+16] = sum_d K[j][d] * QT[d][c..c+16] for the 6 keys of one packed panel kp[d][6]. */
@@ -346,8 +342,9 @@ static void pv_block(const float *pt, size_t ld, size_t rows, const float *v, si
     }
 }
 
-/* Online-softmax step down the key axis of ST (nb keys x rp columns). Column r may use keys j with
-   lo[r] <= j < hi[r] (block-relative). Updates m, l; writes corr; overwrites ST with P. */
+/* Online-softmax step down the key axis of ST (nb keys x rp columns), in base 2 (scores carry a log2(e) factor).
+   Column r may use keys j with lo[r] <= j < hi[r] (block-relative). Updates m, l; writes corr; overwrites ST
+   with P (exactly 0 where masked). */
 __attribute__((target("avx2,fma")))
 static void softmax_block_t(float *st, size_t nb, size_t rp, size_t ld, const int32_t *lo, const int32_t *hi,
                             float *m, float *l, float *corr) {
@@ -359,10 +356,9 @@ static void softmax_block_t(float *st, size_t nb, size_t rp, size_t ld, const in
         __m256i nbv = _mm256_set1_epi32((int32_t)nb);
         int full = _mm256_testz_si256(_mm256_or_si256(_mm256_cmpgt_epi32(vlo, _mm256_setzero_si256()),
                                                       _mm256_cmpgt_epi32(nbv, vhi)), _mm256_set1_epi32(-1));
-        __m256 mx = ninf;
+        __m256 mx = ninf, mx1 = ninf;
+        size_t j = 0;
         if (full) {
-            size_t j = 0;
-            __m256 mx1 = ninf;
             for (; j + 2 <= nb; j += 2) {
                 mx = _mm256_max_ps(mx, _mm256_loadu_ps(st + j * ld + c));
                 mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(st + (j + 1) * ld + c));
@@ -370,7 +366,7 @@ static void softmax_block_t(float *st, size_t nb, size_t rp, size_t ld, const in
             if (j < nb) mx = _mm256_max_ps(mx, _mm256_loadu_ps(st + j * ld + c));
             mx = _mm256_max_ps(mx, mx1);
         } else {
-            for (size_t j = 0; j < nb; j++) {
+            for (; j < nb; j++) {
                 __m256i jv = _mm256_set1_epi32((int32_t)j);
                 /* invalid: j < lo or j >= hi */
                 __m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(vlo, jv), _mm256_cmpgt_epi32(_mm256_add_epi32(jv, _mm256_set1_epi32(1)), vhi));
@@ -384,19 +380,24 @@ static void softmax_block_t(float *st, size_t nb, size_t rp, size_t ld, const in
         /* Columns that have seen no visible key yet: keep corr 1 and subtract 0 (all their P are 0). */
         __m256 none = _mm256_cmp_ps(mnew, ninf, _CMP_EQ_OQ);
         __m256 msafe = _mm256_blendv_ps(mnew, _mm256_setzero_ps(), none);
-        __m256 cr = _mm256_blendv_ps(exp256_nonpos(_mm256_sub_ps(mold, msafe)), _mm256_set1_ps(1.0f), none);
+        __m256 cr = _mm256_blendv_ps(exp2_nonpos(_mm256_sub_ps(mold, msafe)), _mm256_setzero_ps(),
+                                     _mm256_cmp_ps(mold, ninf, _CMP_EQ_OQ));
+        cr = _mm256_blendv_ps(cr, _mm256_set1_ps(1.0f), none);
         __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
-        size_t j = 0;
-        for (; j + 2 <= nb; j += 2) {
-            __m256 e0 = exp256_nonpos(_mm256_sub_ps(_mm256_loadu_ps(st + j * ld + c), msafe));
-            __m256 e1 = exp256_nonpos(_mm256_sub_ps(_mm256_loadu_ps(st + (j + 1) * ld + c), msafe));
-            _mm256_storeu_ps(st + j * ld + c, e0);
-            _mm256_storeu_ps(st + (j + 1) * ld + c, e1);
-            sum0 = _mm256_add_ps(sum0, e0);
-            sum1 = _mm256_add_ps(sum1, e1);
+        j = 0;
+        if (full) {
+            for (; j + 2 <= nb; j += 2) {
+                __m256 e0 = exp2_nonpos(_mm256_sub_ps(_mm256_loadu_ps(st + j * ld + c), msafe));
+                __m256 e1 = exp2_nonpos(_mm256_sub_ps(_mm256_loadu_ps(st + (j + 1) * ld + c), msafe));
+                _mm256_storeu_ps(st + j * ld + c, e0);
+                _mm256_storeu_ps(st + (j + 1) * ld + c, e1);
+                sum0 = _mm256_add_ps(sum0, e0);
+                sum1 = _mm256_add_ps(sum1, e1);
+            }
         }
-        if (j < nb) {
-            __m256 e0 = exp256_nonpos(_mm256_sub_ps(_mm256_loadu_ps(st + j * ld + c), msafe));
+        for (; j < nb; j++) {
+            __m256 s = _mm256_loadu_ps(st + j * ld + c);
+            __m256 e0 = _mm256_andnot_ps(_mm256_cmp_ps(s, ninf, _CMP_EQ_OQ), exp2_nonpos(_mm256_sub_ps(s, msafe)));
             _mm256_storeu_ps(st + j * ld + c, e0);
             sum0 = _mm256_add_ps(sum0, e0);
         }
@@ -415,12 +416,13 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
     float *qt = scratch, *st = qt + hd * ld, *kp = st + kb6 * ld, *vp = kp + kb6 * hd, *o = vp + kb6 * 16;
     float *m = o + rows * hd, *l = m + rp, *corr = l + rp;
     int32_t *lo = (int32_t *)(corr + rp), *hi = lo + rp;
-    /* Q^T, pre-scaled; row r = (query i, head j) = i * group + j. */
+    /* Q^T, pre-scaled by scale·log2(e) (scores in base 2); row r = (query i, head j) = i * group + j. */
+    const float qscale = scale * LOG2E;
     for (size_t i = 0; i < queries; i++)
         for (size_t j = 0; j < group; j++) {
             const float *src = q + i * q_stride + j * hd;
             size_t r = i * group + j;
-            for (size_t d = 0; d < hd; d++) qt[d * ld + r] = src[d] * scale;
+            for (size_t d = 0; d < hd; d++) qt[d * ld + r] = src[d] * qscale;
         }
     for (size_t d = 0; d < hd; d++)
         for (size_t r = rows; r < rp; r++) qt[d * ld + r] = 0;
@@ -451,6 +453,6 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
             float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
             float *dst = out + i * out_stride + j * hd;
             for (size_t d = 0; d < hd; d++) dst[d] = o[r * hd + d] * inv;
-            if (lse) lse[j * lse_stride + i] = l[r] > 0 ? m[r] + logf(l[r]) : -INFINITY;
+            if (lse) lse[j * lse_stride + i] = l[r] > 0 ? m[r] * 0.693147180559945309f + logf(l[r]) : -INFINITY;
         }
 }

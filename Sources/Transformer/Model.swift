@@ -104,7 +104,7 @@ public final class TransformerModel: @unchecked Sendable {
     /// One chunk of `n` tokens; returns logits for its last `logitRows` positions.
     private func forwardChunk(_ tokens: [Int], cache: KVCache, logitRows: Int) -> [Float] {
         let c = configuration
-        let n = tokens.count, d = c.hiddenSize, hd = c.headDim
+        let n = tokens.count, d = c.hiddenSize
         let qw = c.queryWidth, kvw = c.kvWidth, fused = qw + 2 * kvw, inter = c.intermediateSize
         let start = cache.count
         let x = xBuf.reserve(n * d), h = hBuf.reserve(n * d)
@@ -115,23 +115,29 @@ public final class TransformerModel: @unchecked Sendable {
         let table = rope.current.table(positions: Array(start..<(start + n)))
         let shape = attentionShape
 
+        let lastLayer = weights.layers.count - 1
         for (li, layer) in weights.layers.enumerated() {
             ck_rmsnorm(x, layer.inputNorm, h, n, d, c.rmsNormEps)
             linear(h, rows: n, layer.qkv, bias: layer.qkvBias, out: qkv, ldc: fused)
             applyRotary(qkv, rows: n, stride: fused, heads: c.heads, table: table)
             applyRotary(qkv + qw, rows: n, stride: fused, heads: c.kvHeads, table: table)
             cache.store(layer: li, keys: qkv + qw, values: qkv + qw + kvw, rows: n, rowStride: fused)
-            BlockwiseAttention.attend(shape: shape, query: qkv, queryStride: fused, count: n, firstPosition: start,
-                                      kv: cache.view(layer: li, extra: n), output: attn, outputStride: qw,
-                                      workers: workers)
-            linear(attn, rows: n, layer.output, bias: layer.outputBias, out: x, ldc: d, accumulate: true)
-            ck_rmsnorm(x, layer.postAttentionNorm, h, n, d, c.rmsNormEps)
-            linear(h, rows: n, layer.gateUp, bias: layer.gateUpBias, out: gu, ldc: 2 * inter)
-            for t in 0..<n { ck_silu_mul(gu + t * 2 * inter, gu + t * 2 * inter + inter, inter) }
-            linear(gu, rows: n, lda: 2 * inter, layer.down, bias: layer.downBias, out: x, ldc: d, accumulate: true)
+            // Past the last layer's keys/values, only the rows whose logits are wanted matter (the others' outputs
+            // feed nothing), so the last layer's attention, o_proj and MLP run on those rows only, as llama.cpp does.
+            let skip = li == lastLayer ? n - logitRows : 0
+            let m = n - skip
+            guard m > 0 else { continue }
+            BlockwiseAttention.attend(shape: shape, query: qkv + skip * fused, queryStride: fused, count: m,
+                                      firstPosition: start + skip, kv: cache.view(layer: li, extra: n),
+                                      output: attn, outputStride: qw, workers: workers)
+            let xr = x + skip * d
+            linear(attn, rows: m, layer.output, bias: layer.outputBias, out: xr, ldc: d, accumulate: true)
+            ck_rmsnorm(xr, layer.postAttentionNorm, h, m, d, c.rmsNormEps)
+            linear(h, rows: m, layer.gateUp, bias: layer.gateUpBias, out: gu, ldc: 2 * inter)
+            for t in 0..<m { ck_silu_mul(gu + t * 2 * inter, gu + t * 2 * inter + inter, inter) }
+            linear(gu, rows: m, lda: 2 * inter, layer.down, bias: layer.downBias, out: xr, ldc: d, accumulate: true)
         }
         cache.advance(by: n)
-        _ = hd
         guard logitRows > 0 else { return [] }
         let first = n - logitRows
         ck_rmsnorm(x + first * d, weights.finalNorm, h, logitRows, d, c.rmsNormEps)
