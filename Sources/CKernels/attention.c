@@ -215,7 +215,7 @@ static size_t padded_stride(size_t rp) { return (rp / 16) % 2 ? rp : rp + 16; }
 size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb) {
     size_t rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
     size_t kb6 = (kb + 5) / 6 * 6;
-    return hd * ld + kb6 * ld + kb6 * hd + kb6 * 16 + rows * hd + 3 * rp + 2 * rp /* int32 ranges */ + 64;
+    return hd * ld + kb6 * ld + rows * hd + 3 * rp + 2 * rp /* int32 ranges */ + 64;
 }
 
 int ck_attention_fused_available(size_t hd) { return have_avx2_fma() && hd % 8 == 0 && hd > 0; }
@@ -292,37 +292,24 @@ static inline void pv_tile(int mr, int nv, const float *pt, size_t ld, const flo
     }
 }
 
-/* ST (nb rounded up to 6 rows) = K_block · Q^T. K rows are packed in panels of 6 keys, kp[panel][d][6]
-   (zero keys past nb), so the register tile reads its 6 broadcasts from one running pointer. */
+/* ST (nb rounded up to 6 rows) = K_block · Q^T, K_block packed in panels of 6 keys, kp[panel][d][6] (zero keys
+   past the packed count), so the register tile reads its 6 broadcasts from one running pointer. */
 __attribute__((target("avx2,fma")))
-static void qk_block(const float *k, size_t hd, size_t nb, const float *qt, size_t rp, size_t ld, float *st, float *kp) {
+static void qk_block(const float *kp, size_t hd, size_t nb, const float *qt, size_t rp, size_t ld, float *st) {
     size_t panels = (nb + 5) / 6;
-    for (size_t p = 0; p < panels; p++) {
-        float *dst = kp + p * hd * 6;
-        for (size_t i = 0; i < 6; i++) {
-            size_t j = p * 6 + i;
-            if (j < nb) { const float *src = k + j * hd; for (size_t d = 0; d < hd; d++) dst[d * 6 + i] = src[d]; }
-            else for (size_t d = 0; d < hd; d++) dst[d * 6 + i] = 0;
-        }
-    }
     for (size_t p = 0; p < panels; p++)
         for (size_t c = 0; c < rp; c += 16) qk_tile(kp + p * hd * 6, hd, qt + c, ld, st + p * 6 * ld + c);
 }
 
-/* O (rows x hd) = O·corr + P·V for one key block: channel strips of 16 outside, each copied from V into a
-   contiguous nb x 16 panel (V's rows are 4·hd bytes apart, which maps a strip onto few L1 sets), register
-   tiles of 6 rows inside. */
+/* O (rows x hd) = O·corr + P·V for one key block: channel strips of 16 outside, each a packed nb x 16 panel
+   vp[strip][j][16] (V's own rows are 4·hd bytes apart, which maps a strip onto few L1 sets), register tiles of
+   6 rows inside. */
 __attribute__((target("avx2,fma")))
-static void pv_block(const float *pt, size_t ld, size_t rows, const float *v, size_t hd, size_t nb,
-                     const float *corr, float *o, float *vp) {
-    for (size_t c = 0; c < hd; c += 16) {
-        int nv = c + 16 <= hd ? 2 : 1;
-        for (size_t j = 0; j < nb; j++) {
-            _mm256_storeu_ps(vp + j * 16, _mm256_loadu_ps(v + j * hd + c));
-            if (nv > 1) _mm256_storeu_ps(vp + j * 16 + 8, _mm256_loadu_ps(v + j * hd + c + 8));
-        }
+static void pv_block(const float *pt, size_t ld, size_t rows, const float *vp, size_t strip_stride, size_t hd,
+                     size_t nb, const float *corr, float *o) {
+    for (size_t c = 0; c < hd; c += 16, vp += strip_stride) {
         size_t r = 0;
-        if (nv > 1) {
+        if (c + 16 <= hd) {
             for (; r + 6 <= rows; r += 6) pv_tile(6, 2, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c);
             switch (rows - r) {
 #define PV_CASE(M) case M: pv_tile(M, 2, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c); break;
@@ -338,6 +325,37 @@ static void pv_block(const float *pt, size_t ld, size_t rows, const float *v, si
 #undef PV_CASE
             default: break;
             }
+        }
+    }
+}
+
+/* Packed block: K panels (kb6 x hd floats), then ceil(hd/16) V strips of kb6 x 16 floats. */
+static size_t block_floats(size_t hd, size_t kb) {
+    size_t kb6 = (kb + 5) / 6 * 6;
+    return kb6 * hd + (hd + 15) / 16 * kb6 * 16;
+}
+
+size_t ck_attention_packed_size(size_t blocks, size_t hd, size_t kb) { return blocks * block_floats(hd, kb); }
+
+void ck_attention_pack(const float *k, const float *v, size_t keys, size_t hd, size_t kb, size_t b0, size_t b1,
+                       float *packed) {
+    size_t kb6 = (kb + 5) / 6 * 6, bs = block_floats(hd, kb);
+    for (size_t b = b0; b < b1; b++) {
+        float *kp = packed + (b - b0) * bs, *vp = kp + kb6 * hd;
+        size_t first = b * kb, nb = first >= keys ? 0 : (keys - first < kb ? keys - first : kb);
+        const float *kb_ = k + first * hd, *vb = v + first * hd;
+        for (size_t p = 0; p < kb6 / 6; p++) {
+            float *dst = kp + p * hd * 6;
+            for (size_t i = 0; i < 6; i++) {
+                size_t j = p * 6 + i;
+                if (j < nb) { const float *src = kb_ + j * hd; for (size_t d = 0; d < hd; d++) dst[d * 6 + i] = src[d]; }
+                else for (size_t d = 0; d < hd; d++) dst[d * 6 + i] = 0;
+            }
+        }
+        for (size_t c = 0; c < hd; c += 16, vp += kb6 * 16) {
+            size_t w = hd - c < 16 ? hd - c : 16;
+            for (size_t j = 0; j < kb6; j++)
+                for (size_t e = 0; e < 16; e++) vp[j * 16 + e] = (j < nb && e < w) ? vb[j * hd + c + e] : 0;
         }
     }
 }
@@ -409,11 +427,11 @@ static void softmax_block_t(float *st, size_t nb, size_t rp, size_t ld, const in
 
 __attribute__((target("avx2,fma")))
 void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,
-                       const float *k, const float *v, const int32_t *key_lo, const int32_t *key_hi, size_t kb,
-                       float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch) {
+                       const float *packed, size_t first_block, const int32_t *key_lo, const int32_t *key_hi,
+                       size_t kb, float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch) {
     size_t rows = queries * group, rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
-    size_t kb6 = (kb + 5) / 6 * 6;
-    float *qt = scratch, *st = qt + hd * ld, *kp = st + kb6 * ld, *vp = kp + kb6 * hd, *o = vp + kb6 * 16;
+    size_t kb6 = (kb + 5) / 6 * 6, bs = block_floats(hd, kb);
+    float *qt = scratch, *st = qt + hd * ld, *o = st + kb6 * ld;
     float *m = o + rows * hd, *l = m + rp, *corr = l + rp;
     int32_t *lo = (int32_t *)(corr + rp), *hi = lo + rp;
     /* Q^T, pre-scaled by scale·log2(e) (scores in base 2); row r = (query i, head j) = i * group + j. */
@@ -434,18 +452,19 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
         if (b > a) { if (a < kmin) kmin = a; if (b > kmax) kmax = b; }
     }
     for (size_t r = 0; r < rp; r++) { m[r] = -INFINITY; l[r] = 0; }
-    for (int32_t k0 = kmin; k0 < kmax; k0 += (int32_t)kb) {
+    int32_t kstart = kmin == INT32_MAX ? kmax : kmin / (int32_t)kb * (int32_t)kb;
+    for (int32_t k0 = kstart; k0 < kmax; k0 += (int32_t)kb) {
         size_t nb = (size_t)(kmax - k0) < kb ? (size_t)(kmax - k0) : kb;
+        const float *kp = packed + ((size_t)k0 / kb - first_block) * bs, *vp = kp + kb6 * hd;
         for (size_t i = 0; i < queries; i++) {
             int32_t a = key_lo[i] - k0, b = key_hi[i] - k0;
             if (b < a) b = a;
             for (size_t j = 0; j < group; j++) { lo[i * group + j] = a; hi[i * group + j] = b; }
         }
         for (size_t r = rows; r < rp; r++) { lo[r] = 0; hi[r] = 0; }
-        qk_block(k + (size_t)k0 * hd, hd, nb, qt, rp, ld, st, kp);
+        qk_block(kp, hd, nb, qt, rp, ld, st);
         softmax_block_t(st, nb, rp, ld, lo, hi, m, l, corr);
-        const float *vb = v + (size_t)k0 * hd;
-        pv_block(st, ld, rows, vb, hd, nb, corr, o, vp);
+        pv_block(st, ld, rows, vp, kb6 * 16, hd, nb, corr, o);
     }
     for (size_t i = 0; i < queries; i++)
         for (size_t j = 0; j < group; j++) {

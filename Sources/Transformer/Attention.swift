@@ -80,7 +80,8 @@ public enum BlockwiseAttention {
                               queryBlock: Int = defaultQueryBlock, keyBlock: Int? = nil, fused: Bool = true) {
         guard count > 0 else { return }
         let g = shape.groupSize, hd = shape.headDim
-        let useFused = fused && ck_attention_fused_available(hd) != 0
+        // Decoding-sized calls keep the BLAS path: packing the keys/values would cost as much as using them once.
+        let useFused = fused && count >= 16 && ck_attention_fused_available(hd) != 0
         let qb = max(1, queryBlock)
         let kb = max(1, keyBlock ?? (useFused ? defaultFusedKeyBlock : defaultKeyBlock))
         let tiles = (count + qb - 1) / qb
@@ -99,33 +100,10 @@ public enum BlockwiseAttention {
         nonisolated(unsafe) let lse = logSumExp
         let taskList = tasks
         if useFused {
-            DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
-                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: ck_attention_scratch(qb * g, hd, kb))
-                let lo = UnsafeMutablePointer<Int32>.allocate(capacity: qb)
-                let hi = UnsafeMutablePointer<Int32>.allocate(capacity: qb)
-                defer { scratch.deallocate(); lo.deallocate(); hi.deallocate() }
-                var t = w
-                while t < taskList.count {
-                    let (kvh, tile) = taskList[t]
-                    t += nWorkers
-                    let t0 = tile * qb, tn = min(qb, count - t0)
-                    for i in 0..<tn {
-                        let qpos = firstPosition + t0 + i
-                        var end = kv.count
-                        if causal { end = min(end, qpos - kv.firstPosition + 1) }
-                        var begin = 0
-                        if let win = shape.slidingWindow { begin = max(0, qpos - win + 1 - kv.firstPosition) }
-                        end = max(0, end)
-                        lo[i] = Int32(clamping: min(begin, end))
-                        hi[i] = Int32(clamping: end)
-                    }
-                    let head0 = kvh * g
-                    ck_attention_tile(q + t0 * queryStride + head0 * hd, queryStride, tn, g, hd, shape.scale,
-                                      kv.keys + kvh * kv.stride * hd, kv.values + kvh * kv.stride * hd, lo, hi, kb,
-                                      out + t0 * outputStride + head0 * hd, outputStride,
-                                      lse.map { $0 + head0 * count + t0 }, count, scratch)
-                }
-            }
+            fusedAttend(shape: shape, query: query, queryStride: queryStride, count: count,
+                        firstPosition: firstPosition, kv: kv, causal: causal, output: output,
+                        outputStride: outputStride, logSumExp: logSumExp, workers: nWorkers, queryBlock: qb,
+                        keyBlock: kb)
             return
         }
         DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
@@ -201,6 +179,61 @@ public enum BlockwiseAttention {
                         if let lse { lse[head * count + t0 + i] = l[r] > 0 ? m[r] + Foundation.log(l[r]) : -Float.infinity }
                     }
                 }
+            }
+        }
+    }
+
+    /// The fused path: per key/value head, its visible keys/values are packed once (`ck_attention_pack`, split
+    /// across the workers), then the workers run `ck_attention_tile` on the head's query tiles, latest first.
+    private static func fusedAttend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
+                                    firstPosition: Int, kv: KeyValueView, causal: Bool,
+                                    output: UnsafeMutablePointer<Float>, outputStride: Int,
+                                    logSumExp: UnsafeMutablePointer<Float>?, workers: Int, queryBlock qb: Int,
+                                    keyBlock kb: Int) {
+        let g = shape.groupSize, hd = shape.headDim
+        // Visible keys of each query, in key indices.
+        var lo = [Int32](repeating: 0, count: count), hi = [Int32](repeating: 0, count: count)
+        var kmin = Int.max, kmax = 0
+        for i in 0..<count {
+            let qpos = firstPosition + i
+            var end = kv.count
+            if causal { end = min(end, qpos - kv.firstPosition + 1) }
+            end = max(0, end)
+            var begin = 0
+            if let win = shape.slidingWindow { begin = min(end, max(0, qpos - win + 1 - kv.firstPosition)) }
+            lo[i] = Int32(clamping: begin)
+            hi[i] = Int32(clamping: end)
+            if end > begin { kmin = min(kmin, begin); kmax = max(kmax, end) }
+        }
+        let b0 = kmin == .max ? 0 : kmin / kb, b1 = kmin == .max ? 0 : (kmax + kb - 1) / kb
+        let blockFloats = ck_attention_packed_size(1, hd, kb)
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, (b1 - b0) * blockFloats))
+        defer { packed.deallocate() }
+        let tiles = (count + qb - 1) / qb
+        nonisolated(unsafe) let q = query, out = output, lse = logSumExp, pk = packed
+        let ranges = (lo, hi)
+        for kvh in 0..<shape.kvHeads {
+            let keys = kv.keys + kvh * kv.stride * hd, values = kv.values + kvh * kv.stride * hd
+            nonisolated(unsafe) let kp = keys, vp = values
+            let blocks = b1 - b0, parts = min(workers, max(1, blocks)), keyCount = kmax
+            DispatchQueue.concurrentPerform(iterations: parts) { w in
+                let lo = b0 + blocks * w / parts, hi = b0 + blocks * (w + 1) / parts
+                if hi > lo { ck_attention_pack(kp, vp, keyCount, hd, kb, lo, hi, pk + (lo - b0) * blockFloats) }
+            }
+            DispatchQueue.concurrentPerform(iterations: min(workers, tiles)) { w in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: ck_attention_scratch(qb * g, hd, kb))
+                defer { scratch.deallocate() }
+                ranges.0.withUnsafeBufferPointer { lo in ranges.1.withUnsafeBufferPointer { hi in
+                    var t = tiles - 1 - w
+                    while t >= 0 {
+                        let t0 = t * qb, tn = min(qb, count - t0), head0 = kvh * g
+                        ck_attention_tile(q + t0 * queryStride + head0 * hd, queryStride, tn, g, hd, shape.scale,
+                                          pk, b0, lo.baseAddress! + t0, hi.baseAddress! + t0, kb,
+                                          out + t0 * outputStride + head0 * hd, outputStride,
+                                          lse.map { $0 + head0 * count + t0 }, count, scratch)
+                        t -= workers
+                    }
+                }}
             }
         }
     }

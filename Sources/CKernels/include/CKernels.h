@@ -46,18 +46,29 @@ int ck_attention_fused_available(size_t hd);
 /* Floats of workspace ck_attention_tile needs for `rows` = queries x group query rows and key blocks of `kb`. */
 size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb);
 
+/* Floats needed by ck_attention_pack for `blocks` key blocks of `kb` keys. */
+size_t ck_attention_packed_size(size_t blocks, size_t hd, size_t kb);
+
+/* Packs key blocks b0 ..< b1 (block b = keys b*kb ..< min(keys, (b+1)*kb)) of one key/value head for
+   ck_attention_tile: keys in panels of 6 ([d][6]), values in strips of 16 channels ([key][16]), zero-padded.
+   k, v: key/value index t at k + t*hd, v + t*hd; `keys` of them are valid. Block b lands at
+   packed + (b - b0) * (ck_attention_packed_size(1, hd, kb)). */
+void ck_attention_pack(const float *k, const float *v, size_t keys, size_t hd, size_t kb, size_t b0, size_t b1,
+                       float *packed);
+
 /* Attention of `queries` consecutive query positions, each with `group` heads sharing one key/value head, against
    that head's keys and values, blockwise with an online softmax (flash-attention style), fused in registers:
-   S^T = K·Q^T·scale (6 keys x 16 query rows per register tile), the running max/sum down the key axis, and
-   O = O·corr + P·V (6 rows x 16 channels per register tile).
+   S^T = K·Q^T·scale (6 keys x 16 query rows per register tile), the running max/sum down the key axis (base 2),
+   and O = O·corr + P·V (6 rows x 16 channels per register tile).
    - q: query i, head j at q + i*q_stride + j*hd (hd floats).
-   - k, v: key/value index t at k + t*hd, v + t*hd.
-   - key_lo[i] <= t < key_hi[i]: the keys query i may see (causal limit, sliding window).
-   - kb: keys per block.
+   - packed: the head's keys/values from ck_attention_pack, starting at block first_block.
+   - key_lo[i] <= t < key_hi[i]: the keys query i may see (causal limit, sliding window); all inside the packed
+     blocks.
+   - kb: keys per block (as packed).
    - out: query i, head j written (normalised) at out + i*out_stride + j*hd; a query that sees no key gets 0.
    - lse (may be NULL): natural log-sum-exp of the scaled scores at lse[j*lse_stride + i]; -inf when no key.
    - scratch: ck_attention_scratch(queries*group, hd, kb) floats.
-   Matches softmax(QK^T·scale + mask)·V to f32 rounding (exp: range reduction + degree-5 polynomial, < 2 ulp). */
+   Matches softmax(QK^T·scale + mask)·V to f32 rounding (exp2: Cephes polynomial, relative error < 2e-7). */
 void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,
-                       const float *k, const float *v, const int32_t *key_lo, const int32_t *key_hi, size_t kb,
-                       float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch);
+                       const float *packed, size_t first_block, const int32_t *key_lo, const int32_t *key_hi,
+                       size_t kb, float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch);
