@@ -50,9 +50,14 @@ public struct KeyValueView: @unchecked Sendable {
 ///
 /// For each (key/value head, tile of `queryBlock` query positions), the `groupSize` query heads that share the
 /// key/value head are stacked into one `(queryBlock·groupSize) × headDim` matrix, then key blocks of `keyBlock`
-/// positions are visited in order: `S = Q·Kᵀ·scale` (BLAS), the running max/sum update and `exp` in
-/// `ck_softmax_block`, `O = O·corr + P·V` (BLAS). The result equals `softmax(QKᵀ·scale + mask)·V` as
-/// transformers' eager/sdpa attention computes it (causal mask, optional sliding window), to f32 rounding.
+/// positions are visited in order with a running max and sum per query row. Two kernels do this:
+/// - fused (AVX2+FMA, `headDim` a multiple of 8, calls of ≥ 16 queries): `ck_attention_tile` keeps the score block
+///   transposed (`Sᵀ = K·Qᵀ`, 6 keys × 16 rows per register tile), so the softmax runs down the key axis with
+///   vertical vector operations in base 2, then `O = O·corr + P·V` in 6 × 16 register tiles. Keys and values are
+///   packed once per head per call and shared by all query tiles.
+/// - BLAS: `S = Q·Kᵀ·scale` and `O = O·corr + P·V` as single-threaded GEMMs around `ck_softmax_block`.
+/// Either way the result equals `softmax(QKᵀ·scale + mask)·V` as transformers' eager/sdpa attention computes it
+/// (causal mask, optional sliding window), to f32 rounding.
 public enum BlockwiseAttention {
     public static let defaultQueryBlock = 64
     /// Keys per block for the BLAS tiles.
