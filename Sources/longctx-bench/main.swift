@@ -4,8 +4,10 @@
 //   longctx-bench lora-pair BASE OUT [rank] [noise] -> writes a synthetic fine-tune of BASE (LoRA benchmark)
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
 //   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS
+//   longctx-bench gemm M N K [transB]     -> single-threaded cblas_sgemm GFLOP/s of one shape (best of 5)
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
-//                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024
+//                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
+//                                            env WORKERS (2), REPS (1, best of), QB (query tile)
 //   longctx-bench ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]
 //                                         -> per task: seconds to generate and length-fit RULER samples (the code
 //                                            path of `longctx eval ruler`), timed after the tokenizer is loaded
@@ -101,6 +103,20 @@ func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
     print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS())}")
 }
 
+func gemm(m: Int, n: Int, k: Int, transB: Bool) {
+    BLAS.threads = 1
+    var r = SeededRandom(seed: 1)
+    let a = (0..<(m * k)).map { _ in r.normal() }, b = (0..<(n * k)).map { _ in r.normal() }
+    var c = [Float](repeating: 0, count: m * n)
+    let t = a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+        (0..<5).map { _ in seconds {
+            BLAS.sgemm(transB: transB, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!,
+                       ldb: transB ? k : n, c: cp.baseAddress!, ldc: n)
+        } }.min()!
+    }}}
+    print("{\"bench\":\"gemm\",\"m\":\(m),\"n\":\(n),\"k\":\(k),\"gflops\":\(2 * Double(m * n * k) / t / 1e9)}")
+}
+
 func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
     let shape = AttentionShape(heads: 9, kvHeads: 3, headDim: 64)
     let width = shape.heads * shape.headDim
@@ -122,7 +138,9 @@ func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
                     let kv = KeyValueView(keys: kp.baseAddress!, values: vp.baseAddress!, stride: n, count: s + c)
                     BlockwiseAttention.attend(shape: shape, query: qp.baseAddress! + s * width, queryStride: width,
                                               count: c, firstPosition: s, kv: kv, output: op.baseAddress! + s * width,
-                                              outputStride: width, workers: workers, keyBlock: keyBlock, fused: fused)
+                                              outputStride: width, workers: workers,
+                                              queryBlock: Int(ProcessInfo.processInfo.environment["QB"] ?? "") ?? BlockwiseAttention.defaultQueryBlock,
+                                              keyBlock: keyBlock, fused: fused)
                     s += c
                 }
             } }.min()!
@@ -167,6 +185,8 @@ case "st-write":
     try SafetensorsWriter.write((0..<64).map { ("t\($0)", t) }, metadata: ["format": "pt"], to: args[2])
 case "prefill":
     try prefill(args[2], tokens: Int(args[3]) ?? 1024, decode: args.count > 4 ? Int(args[4]) ?? 0 : 0)
+case "gemm":
+    gemm(m: Int(args[2])!, n: Int(args[3])!, k: Int(args[4])!, transB: args.count > 5 && args[5] == "t")
 case "attention":
     attention(Int(args[2]) ?? 16384, fused: args.count > 3 ? args[3] != "blas" : true,
               keyBlock: args.count > 4 ? Int(args[4]) : nil)
