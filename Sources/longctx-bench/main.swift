@@ -205,6 +205,6 @@ case "ruler-prep":
     try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
                   samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | attention N [fused|blas] [keyBlock] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | attention N [fused|blas] [keyBlock] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
     exit(2)
 }
