@@ -13,14 +13,65 @@ enum ChatFormat {
         case mistral
         /// Llama 2 chat: `bos[INST] <<SYS>>\nsys\n<</SYS>>\n\nuser [/INST] assistant eos`.
         case llama2
+        /// Llama 3.1 / 3.2 / 3.3: the Llama 3 turns after a system block that always comes first,
+        /// `Cutting Knowledge Date: …\nToday Date: …\n\n` + the trimmed system message. The date is today's
+        /// (`%d %b %Y`) when the template asks for `strftime_now`, else the template's literal default.
+        case llama31(knowledgeDate: String, defaultDate: String, today: Bool)
     }
 
     static func family(of t: String) -> Family? {
         if t.contains("<|im_start|>") { return .chatML(defaultSystem: defaultSystem(t)) }
         if t.contains("<|start_header_id|>") && t.contains("<|eot_id|>") && !t.contains("Cutting Knowledge Date") { return .llama3 }
+        if t.contains("<|start_header_id|>") && t.contains("<|eot_id|>"),
+           let knowledge = literal(in: t, after: "Cutting Knowledge Date: "),
+           let date = literal(in: t, after: "set date_string = \"") {
+            return .llama31(knowledgeDate: knowledge, defaultDate: date, today: t.contains("strftime_now"))
+        }
         if t.contains("[INST]") && t.contains("<<SYS>>") { return .llama2 }
         if t.contains("'[INST] ' + message['content'] + ' [/INST]'") { return .mistral }
         return nil
+    }
+
+    /// The text after `marker` up to the end of its Jinja string literal (a quote or a `\n` escape).
+    static func literal(in t: String, after marker: String) -> String? {
+        guard let r = t.range(of: marker) else { return nil }
+        var out = ""
+        var i = r.upperBound
+        while i < t.endIndex {
+            let c = t[i]
+            if c == "\"" || c == "'" || c == "\n" { break }
+            if c == "\\" { break }
+            out.append(c)
+            i = t.index(after: i)
+        }
+        return out.isEmpty ? nil : out
+    }
+
+    /// A string as transformers' `tojson` filter writes it (`json.dumps(s, ensure_ascii=False)`).
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
+    }
+
+    /// Today as Python's `strftime("%d %b %Y")` writes it in the C locale (transformers' `strftime_now`), local time.
+    static func todayString(_ now: Date = Date()) -> String {
+        let c = Calendar(identifier: .gregorian).dateComponents(in: TimeZone.current, from: now)
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        let day = c.day ?? 1
+        return (day < 10 ? "0" : "") + "\(day) \(months[(c.month ?? 1) - 1]) \(c.year ?? 1970)"
     }
 
     /// The literal default system prompt of a ChatML template (`'<|im_start|>system\nYou are …<|im_end|>\n'`
@@ -40,7 +91,7 @@ enum ChatFormat {
     static func render(template: String, messages: [ChatMessage], addGenerationPrompt: Bool,
                        bos: String, eos: String, path: String) throws -> String {
         guard let fam = family(of: template) else {
-            throw TokenizerError(path, "chat_template is not one of the recognised families (ChatML, Llama 3, Mistral [INST], Llama 2)")
+            throw TokenizerError(path, "chat_template is not one of the recognised families (ChatML, Llama 3, Llama 3.1/3.2/3.3, Mistral [INST], Llama 2)")
         }
         var out = ""
         switch fam {
@@ -52,6 +103,22 @@ enum ChatFormat {
             for (i, m) in messages.enumerated() {
                 if i == 0 { out += bos }
                 out += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(jinjaTrim(m.content))<|eot_id|>"
+            }
+            if addGenerationPrompt { out += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
+        case .llama31(let knowledge, let defaultDate, let today):
+            var msgs = messages[...]
+            var system = ""
+            if msgs.first?.role == "system" { system = jinjaTrim(msgs.removeFirst().content) }
+            out += bos + "<|start_header_id|>system<|end_header_id|>\n\n"
+            out += "Cutting Knowledge Date: \(knowledge)\nToday Date: \(today ? todayString() : defaultDate)\n\n"
+            out += system + "<|eot_id|>"
+            for m in msgs {
+                if m.role == "tool" || m.role == "ipython" {
+                    // The template tests `content is iterable`, which a string is, so it goes through `tojson`.
+                    out += "<|start_header_id|>ipython<|end_header_id|>\n\n\(jsonString(m.content))<|eot_id|>"
+                } else {
+                    out += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(jinjaTrim(m.content))<|eot_id|>"
+                }
             }
             if addGenerationPrompt { out += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
         case .mistral:

@@ -63,3 +63,45 @@ struct ReferenceCases: Decodable {
         #expect(failures.isEmpty, "\(name): \(failures.count) mismatches, first: \(failures.prefix(6).joined(separator: "\n"))")
     }
 }
+
+/// `applyChatTemplate` against transformers' `apply_chat_template(tokenize=False)` for the recognised template
+/// families (ChatML with and without a default system prompt, Llama 3, Llama 3.1/3.3, Llama 3.2 with today's date,
+/// Mistral, Llama 2) on conversations with system prompts, whitespace to trim, multi-turn, Unicode and a tool turn.
+/// Where transformers' template raises, ours must throw.
+@Suite struct ChatTemplateInteropTests {
+    struct Rendering: Decodable {
+        let template: String
+        let conversation: Int
+        let messages: [ChatMessage]
+        let add_generation_prompt: Bool
+        let text: String?
+    }
+
+    @Test func rendersAsTransformersDoes() throws {
+        guard try TestSupport.interopEnabled(["transformers", "tokenizers"]) else { return }
+        let trained = try TokenizerInteropTests.trained.get()
+        let dir = TestSupport.scratchDirectory("chat-interop")
+        try runInteropScript(["chat", dir, trained + "/llama2"])
+        let cases = try JSONDecoder().decode([Rendering].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/chat.json")))
+        #expect(Set(cases.map(\.template)) == ["smollm2", "qwen2", "chatml", "llama3", "mistral", "llama2", "llama31", "llama32"])
+        var failures = [String](), compared = 0
+        for c in cases {
+            let tok = try Tokenizer.load(directory: dir + "/" + c.template)
+            let ours = Result { try tok.applyChatTemplate(c.messages, addGenerationPrompt: c.add_generation_prompt) }
+            switch (ours, c.text) {
+            case (.success(let text), .some(let expected)):
+                compared += 1
+                if !sameBytes(text, expected) {
+                    failures.append("\(c.template) #\(c.conversation) gen=\(c.add_generation_prompt): \(text.debugDescription) != \(expected.debugDescription)")
+                }
+            case (.failure, .none): break
+            case (.success(let text), .none):
+                failures.append("\(c.template) #\(c.conversation): transformers raises, ours rendered \(text.debugDescription)")
+            case (.failure(let e), .some):
+                failures.append("\(c.template) #\(c.conversation): ours threw \(e)")
+            }
+        }
+        #expect(compared >= 60)
+        #expect(failures.isEmpty, "\(failures.count) mismatches:\n\(failures.prefix(8).joined(separator: "\n"))")
+    }
+}
