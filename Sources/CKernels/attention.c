@@ -301,6 +301,22 @@ static void qk_block(const float *kp, size_t hd, size_t nb, const float *qt, siz
         for (size_t c = 0; c < rp; c += 16) qk_tile(kp + p * hd * 6, hd, qt + c, ld, st + p * 6 * ld + c);
 }
 
+/* One channel strip (NV vectors wide) for all rows, in 6-row register tiles plus the remainder. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void pv_strip(int nv, const float *pt, size_t ld, size_t rows, const float *vp, size_t hd, size_t nb,
+                            const float *corr, float *o) {
+    size_t r = 0;
+    for (; r + 6 <= rows; r += 6) pv_tile(6, nv, pt + r, ld, vp, hd, nb, corr + r, o + r * hd);
+    switch (rows - r) {
+    case 5: pv_tile(5, nv, pt + r, ld, vp, hd, nb, corr + r, o + r * hd); break;
+    case 4: pv_tile(4, nv, pt + r, ld, vp, hd, nb, corr + r, o + r * hd); break;
+    case 3: pv_tile(3, nv, pt + r, ld, vp, hd, nb, corr + r, o + r * hd); break;
+    case 2: pv_tile(2, nv, pt + r, ld, vp, hd, nb, corr + r, o + r * hd); break;
+    case 1: pv_tile(1, nv, pt + r, ld, vp, hd, nb, corr + r, o + r * hd); break;
+    default: break;
+    }
+}
+
 /* O (rows x hd) = O·corr + P·V for one key block: channel strips of 16 outside, each a packed nb x 16 panel
    vp[strip][j][16] (V's own rows are 4·hd bytes apart, which maps a strip onto few L1 sets), register tiles of
    6 rows inside. */
@@ -308,24 +324,8 @@ __attribute__((target("avx2,fma")))
 static void pv_block(const float *pt, size_t ld, size_t rows, const float *vp, size_t strip_stride, size_t hd,
                      size_t nb, const float *corr, float *o) {
     for (size_t c = 0; c < hd; c += 16, vp += strip_stride) {
-        size_t r = 0;
-        if (c + 16 <= hd) {
-            for (; r + 6 <= rows; r += 6) pv_tile(6, 2, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c);
-            switch (rows - r) {
-#define PV_CASE(M) case M: pv_tile(M, 2, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c); break;
-            PV_CASE(5) PV_CASE(4) PV_CASE(3) PV_CASE(2) PV_CASE(1)
-#undef PV_CASE
-            default: break;
-            }
-        } else {
-            for (; r + 6 <= rows; r += 6) pv_tile(6, 1, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c);
-            switch (rows - r) {
-#define PV_CASE(M) case M: pv_tile(M, 1, pt + r, ld, vp, hd, nb, corr + r, o + r * hd + c); break;
-            PV_CASE(5) PV_CASE(4) PV_CASE(3) PV_CASE(2) PV_CASE(1)
-#undef PV_CASE
-            default: break;
-            }
-        }
+        if (c + 16 <= hd) pv_strip(2, pt, ld, rows, vp, hd, nb, corr, o + c);
+        else pv_strip(1, pt, ld, rows, vp, hd, nb, corr, o + c);
     }
 }
 

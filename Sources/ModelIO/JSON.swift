@@ -111,7 +111,9 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    static func writeString(_ s: String, into out: inout String) {
+    /// Appends `s` as a JSON string literal: `"`, `\\` and control characters escaped, everything else (non-ASCII
+    /// included) kept, as Python's `json.dumps(s, ensure_ascii=False)` writes it.
+    public static func writeString(_ s: String, into out: inout String) {
         out += "\""
         for u in s.unicodeScalars {
             switch u {

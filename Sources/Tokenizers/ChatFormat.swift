@@ -1,4 +1,5 @@
 import Foundation
+import ModelIO
 
 /// Native rendering of the common chat-template families, recognised by their markers in the
 /// `chat_template` string (no Jinja engine). Each renderer reproduces what the family's published
@@ -49,21 +50,9 @@ enum ChatFormat {
 
     /// A string as transformers' `tojson` filter writes it (`json.dumps(s, ensure_ascii=False)`).
     static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
+        var out = ""
+        JSONValue.writeString(s, into: &out)
+        return out
     }
 
     /// Today as Python's `strftime("%d %b %Y")` writes it in the C locale (transformers' `strftime_now`), local time.
