@@ -89,6 +89,13 @@ public enum BlockwiseAttention {
         let useFused = fused && count >= 16 && ck_attention_fused_available(hd) != 0
         let qb = max(1, queryBlock)
         let kb = max(1, keyBlock ?? (useFused ? defaultFusedKeyBlock : defaultKeyBlock))
+        if useFused {
+            fusedAttend(shape: shape, query: query, queryStride: queryStride, count: count,
+                        firstPosition: firstPosition, kv: kv, causal: causal, output: output,
+                        outputStride: outputStride, logSumExp: logSumExp, workers: max(1, workers), queryBlock: qb,
+                        keyBlock: kb)
+            return
+        }
         let tiles = (count + qb - 1) / qb
         // Tasks ordered so the costliest (latest) tiles start first; worker w takes tasks w, w+W, …
         var tasks: [(head: Int, tile: Int)] = []
@@ -104,13 +111,6 @@ public enum BlockwiseAttention {
         nonisolated(unsafe) let out = output
         nonisolated(unsafe) let lse = logSumExp
         let taskList = tasks
-        if useFused {
-            fusedAttend(shape: shape, query: query, queryStride: queryStride, count: count,
-                        firstPosition: firstPosition, kv: kv, causal: causal, output: output,
-                        outputStride: outputStride, logSumExp: logSumExp, workers: nWorkers, queryBlock: qb,
-                        keyBlock: kb)
-            return
-        }
         DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
             let maxRows = qb * g
             let qTile = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * hd)
