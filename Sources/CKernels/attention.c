@@ -18,6 +18,7 @@ static int have_avx2_fma(void) {
 #define EXP_HI 88.3762626647949f
 #define EXP_LO -87.3365478515625f   /* below this exp underflows to a subnormal; result flushed to 0 */
 #define LOG2E 1.44269504088896341f
+#define LN2 0.693147180559945309f
 #define LN2_HI 0.693359375f
 #define LN2_LO -2.12194440e-4f
 #define P0 1.9875691500E-4f
@@ -204,18 +205,21 @@ void ck_rmsnorm(const float *x, const float *w, float *y, size_t rows, size_t n,
      QT  hd x Rp   queries transposed and pre-scaled, Rp = rows rounded up to 16 (padding columns 0)
      ST  kb x Rp   scores of one key block, transposed (key-major), overwritten with P
      O   rows x hd running output (unnormalised)
-   S^T = K_block · Q^T uses a 6-key x 16-query register tile (K broadcast from the cache rows, Q^T loaded as
-   vectors); the online softmax runs down the key axis, so every max/sum is a vertical vector operation; O += P·V
-   uses a 6-query x 16-channel register tile (P broadcast from ST, V loaded as vectors). No operand is transposed
-   except the query tile, once. */
+   Keys and values come packed (ck_attention_pack, once per head and call): keys in panels of 6 ([d][6]), values
+   in strips of 16 channels ([key][16]). S^T = K_block · Q^T uses a 6-key x 16-query register tile (K broadcast
+   from its panel, Q^T loaded as vectors); the online softmax runs down the key axis, so every max/sum is a
+   vertical vector operation; O += P·V uses a 6-query x 16-channel register tile (P broadcast from ST, V loaded
+   from its strip). */
+
+/* Keys per block rounded up to whole 6-key panels. */
+static size_t round6(size_t kb) { return (kb + 5) / 6 * 6; }
 
 /* Row stride of Q^T and S^T: an odd number of 64-byte lines, so that walking down a column touches every L1 set. */
 static size_t padded_stride(size_t rp) { return (rp / 16) % 2 ? rp : rp + 16; }
 
 size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb) {
     size_t rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
-    size_t kb6 = (kb + 5) / 6 * 6;
-    return hd * ld + kb6 * ld + rows * hd + 3 * rp + 2 * rp /* int32 ranges */ + 64;
+    return hd * ld + round6(kb) * ld + rows * hd + 3 * rp + 2 * rp /* int32 ranges */ + 64;
 }
 
 int ck_attention_fused_available(size_t hd) { return have_avx2_fma() && hd % 8 == 0 && hd > 0; }
@@ -330,16 +334,13 @@ static void pv_block(const float *pt, size_t ld, size_t rows, const float *vp, s
 }
 
 /* Packed block: K panels (kb6 x hd floats), then ceil(hd/16) V strips of kb6 x 16 floats. */
-static size_t block_floats(size_t hd, size_t kb) {
-    size_t kb6 = (kb + 5) / 6 * 6;
-    return kb6 * hd + (hd + 15) / 16 * kb6 * 16;
-}
+static size_t block_floats(size_t hd, size_t kb) { return round6(kb) * hd + (hd + 15) / 16 * round6(kb) * 16; }
 
 size_t ck_attention_packed_size(size_t blocks, size_t hd, size_t kb) { return blocks * block_floats(hd, kb); }
 
 void ck_attention_pack(const float *k, const float *v, size_t keys, size_t hd, size_t kb, size_t b0, size_t b1,
                        float *packed) {
-    size_t kb6 = (kb + 5) / 6 * 6, bs = block_floats(hd, kb);
+    size_t kb6 = round6(kb), bs = block_floats(hd, kb);
     for (size_t b = b0; b < b1; b++) {
         float *kp = packed + (b - b0) * bs, *vp = kp + kb6 * hd;
         size_t first = b * kb, nb = first >= keys ? 0 : (keys - first < kb ? keys - first : kb);
@@ -430,7 +431,7 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
                        const float *packed, size_t first_block, const int32_t *key_lo, const int32_t *key_hi,
                        size_t kb, float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch) {
     size_t rows = queries * group, rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
-    size_t kb6 = (kb + 5) / 6 * 6, bs = block_floats(hd, kb);
+    size_t kb6 = round6(kb), bs = block_floats(hd, kb);
     float *qt = scratch, *st = qt + hd * ld, *o = st + kb6 * ld;
     float *m = o + rows * hd, *l = m + rp, *corr = l + rp;
     int32_t *lo = (int32_t *)(corr + rp), *hi = lo + rp;
@@ -452,6 +453,7 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
         if (b > a) { if (a < kmin) kmin = a; if (b > kmax) kmax = b; }
     }
     for (size_t r = 0; r < rp; r++) { m[r] = -INFINITY; l[r] = 0; }
+    for (size_t r = rows; r < rp; r++) { lo[r] = 0; hi[r] = 0; }  /* padding columns see no key */
     int32_t kstart = kmin == INT32_MAX ? kmax : kmin / (int32_t)kb * (int32_t)kb;
     for (int32_t k0 = kstart; k0 < kmax; k0 += (int32_t)kb) {
         size_t nb = (size_t)(kmax - k0) < kb ? (size_t)(kmax - k0) : kb;
@@ -461,7 +463,6 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
             if (b < a) b = a;
             for (size_t j = 0; j < group; j++) { lo[i * group + j] = a; hi[i * group + j] = b; }
         }
-        for (size_t r = rows; r < rp; r++) { lo[r] = 0; hi[r] = 0; }
         qk_block(kp, hd, nb, qt, rp, ld, st);
         softmax_block_t(st, nb, rp, ld, lo, hi, m, l, corr);
         pv_block(st, ld, rows, vp, kb6 * 16, hd, nb, corr, o);
@@ -472,6 +473,6 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
             float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
             float *dst = out + i * out_stride + j * hd;
             for (size_t d = 0; d < hd; d++) dst[d] = o[r * hd + d] * inv;
-            if (lse) lse[j * lse_stride + i] = l[r] > 0 ? m[r] * 0.693147180559945309f + logf(l[r]) : -INFINITY;
+            if (lse) lse[j * lse_stride + i] = l[r] > 0 ? m[r] * LN2 + logf(l[r]) : -INFINITY;
         }
 }

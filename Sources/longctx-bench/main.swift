@@ -117,18 +117,23 @@ func gemm(m: Int, n: Int, k: Int, transB: Bool) {
     print("{\"bench\":\"gemm\",\"m\":\(m),\"n\":\(n),\"k\":\(k),\"gflops\":\(2 * Double(m * n * k) / t / 1e9)}")
 }
 
+/// An integer from the environment, or `fallback`.
+func environment(_ name: String, _ fallback: Int) -> Int {
+    Int(ProcessInfo.processInfo.environment[name] ?? "") ?? fallback
+}
+
 func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
     let shape = AttentionShape(heads: 9, kvHeads: 3, headDim: 64)
-    let width = shape.heads * shape.headDim
+    let width = shape.heads * shape.headDim, kvSize = shape.kvHeads * n * shape.headDim
     var r = SeededRandom(seed: 5)
     let q = (0..<(n * width)).map { _ in r.normal() }
-    let k = (0..<(shape.kvHeads * n * 64)).map { _ in r.normal() }
-    let v = (0..<(shape.kvHeads * n * 64)).map { _ in r.normal() }
+    let k = (0..<kvSize).map { _ in r.normal() }
+    let v = (0..<kvSize).map { _ in r.normal() }
     var out = [Float](repeating: 0, count: n * width)
     BLAS.threads = 1
     let chunk = 1024
-    let workers = Int(ProcessInfo.processInfo.environment["WORKERS"] ?? "") ?? 2
-    let reps = Int(ProcessInfo.processInfo.environment["REPS"] ?? "") ?? 1
+    let workers = environment("WORKERS", 2), reps = environment("REPS", 1)
+    let queryBlock = environment("QB", BlockwiseAttention.defaultQueryBlock)
     let t = q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
         out.withUnsafeMutableBufferPointer { op in
             (0..<reps).map { _ in seconds {
@@ -138,16 +143,15 @@ func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
                     let kv = KeyValueView(keys: kp.baseAddress!, values: vp.baseAddress!, stride: n, count: s + c)
                     BlockwiseAttention.attend(shape: shape, query: qp.baseAddress! + s * width, queryStride: width,
                                               count: c, firstPosition: s, kv: kv, output: op.baseAddress! + s * width,
-                                              outputStride: width, workers: workers,
-                                              queryBlock: Int(ProcessInfo.processInfo.environment["QB"] ?? "") ?? BlockwiseAttention.defaultQueryBlock,
+                                              outputStride: width, workers: workers, queryBlock: queryBlock,
                                               keyBlock: keyBlock, fused: fused)
                     s += c
                 }
             } }.min()!
         }
     }}}
-    // Causal: n(n+1)/2 scores per head, 2·64 multiply-adds each (QKᵀ and PV).
-    let flops = Double(n) * Double(n + 1) / 2 * Double(shape.heads) * 4 * 64
+    // Causal: n(n+1)/2 scores per head, 2·headDim multiply-adds each (QKᵀ and PV).
+    let flops = Double(n) * Double(n + 1) / 2 * Double(shape.heads) * 4 * Double(shape.headDim)
     print("{\"bench\":\"attention\",\"n\":\(n),\"fused\":\(fused),\"seconds\":\(t),\"gflops\":\(flops / t / 1e9)}")
 }
 

@@ -14,6 +14,9 @@ struct Eval: AsyncParsableCommand {
 
 /// Options shared by every `longctx eval` suite.
 struct EvalOptions: ParsableArguments {
+    /// A needle-like sentence whose ids must agree between the tokenizer used for fitting and the model's.
+    static let tokenizerProbe = "The special magic number for tidy-lantern is: 4927351."
+
     @Option(help: "Evaluate the built-in engine on this model directory.") var model: String?
     @Option(help: "Evaluate an OpenAI-compatible server (e.g. http://127.0.0.1:8000 or …/v1).") var endpoint: String?
     @Option(help: "Tokenizer directory (tokenizer.json) of the served model; required with --endpoint.") var tokenizer: String?
@@ -49,8 +52,7 @@ struct EvalOptions: ParsableArguments {
             var tok = lm.tokenizer
             if let t = tokenizer {
                 tok = try Tokenizer.load(directory: try ModelResolver.resolve(t))
-                let probe = "The special magic number for tidy-lantern is: 4927351."
-                guard tok.encode(probe) == lm.tokenizer.encode(probe) else {
+                guard tok.encode(Self.tokenizerProbe) == lm.tokenizer.encode(Self.tokenizerProbe) else {
                     throw EvalError("\(t): tokenizer does not match the model's own tokenizer (\(model)); nothing was run")
                 }
             }
@@ -67,7 +69,7 @@ struct EvalOptions: ParsableArguments {
         o.maxAttempts = retries + 1
         o.concurrency = concurrency
         let backend = OpenAIBackend(url: endpoint!, model: name, apiKey: key, options: o)
-        let probe = "The special magic number for tidy-lantern is: 4927351."
+        let probe = Self.tokenizerProbe
         if let served = try await backend.serverTokenize(probe) {
             let local = tok.encodePrompt(probe)
             guard served == local else {
