@@ -13,11 +13,13 @@ let package = Package(
         .library(name: "Transformer", targets: ["Transformer"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
         .library(name: "GGUFImport", targets: ["GGUFImport"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -40,6 +42,12 @@ let package = Package(
         .target(name: "LoRA", dependencies: ["TensorCore", "ModelIO"]),
         // Llama-family transformer engine: weights, blockwise attention, KV cache, sampling, generation.
         .target(name: "Transformer", dependencies: ["TensorCore", "ModelIO", "RoPE", "Tokenizers", "CKernels"]),
+        // Continued pretraining: trainable f32 weights, backward pass, AdamW, packed data with document masks,
+        // stage schedules, checkpoints and exact resume.
+        .target(name: "Training", dependencies: [
+            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "LoRA", "Evaluation", "CKernels",
+            .product(name: "Yams", package: "Yams"),
+        ]),
         // GGUF → Hugging Face directory import (weights, config, tokenizer) and the model cache.
         .target(name: "GGUFImport", dependencies: ["ModelIO", "TensorCore", "RoPE"]),
         // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
@@ -55,7 +63,7 @@ let package = Package(
         ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving",
+            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
