@@ -81,6 +81,9 @@ let package = Package(
         .testTarget(name: "EvaluationTests",
                     dependencies: ["Evaluation", "EvalBackends", "Serving", "Tokenizers", "Transformer", "TestSupport", "longctx"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "TrainingTests",
+                    dependencies: ["Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",
+                                   "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

@@ -81,6 +81,7 @@ void ck_exp(const float *x, float *y, size_t n) {
 /* ---- online softmax block ---- */
 static inline void clamp_range(int32_t lo, int32_t hi, size_t cols, size_t *a, size_t *b) {
     if (lo < 0) lo = 0;
+    if (lo > (int32_t)cols) lo = (int32_t)cols;
     if (hi > (int32_t)cols) hi = (int32_t)cols;
     if (hi < lo) hi = lo;
     *a = (size_t)lo; *b = (size_t)hi;
@@ -473,6 +474,6 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
             float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
             float *dst = out + i * out_stride + j * hd;
             for (size_t d = 0; d < hd; d++) dst[d] = o[r * hd + d] * inv;
-            if (lse) lse[j * lse_stride + i] = l[r] > 0 ? m[r] * LN2 + logf(l[r]) : -INFINITY;
+            if (lse) lse[i * lse_stride + j] = l[r] > 0 ? m[r] * LN2 + logf(l[r]) : -INFINITY;
         }
 }

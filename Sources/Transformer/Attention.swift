@@ -70,9 +70,11 @@ public enum BlockwiseAttention {
     /// - `query`: `count × (heads·headDim)` row-major with row stride `queryStride` (head `h` at column `h·headDim`).
     /// - `kv`: the keys/values visible to these queries (causality is applied by position).
     /// - `output`: `count × (heads·headDim)`, row stride `outputStride`.
-    /// - `logSumExp`: optional `heads × count` (head-major) natural-log normaliser per query row, for merging partial
-    ///   results with ``mergePartial(output:logSumExp:with:otherLogSumExp:rows:width:)`` (ring attention).
-    ///   A row with no visible key gets output 0 and log-sum-exp −∞.
+    /// - `documentStart`: optional per-query lower bound on visible key positions (`count` values, absolute
+    ///   positions): query `i` sees no key before `documentStart[i]` — the document mask of packed sequences.
+    /// - `logSumExp`: optional `count × heads` (row order, as the outputs) natural-log normaliser per (query, head),
+    ///   for merging partial results with ``mergePartial(output:logSumExp:with:otherLogSumExp:rows:width:)``
+    ///   (ring attention) and for the backward pass. A row with no visible key gets output 0 and log-sum-exp −∞.
     /// - `workers`: parallel workers; BLAS runs single-threaded inside them.
     /// - `queryBlock`/`keyBlock`: tile sizes (query positions per tile, keys per block; `nil`: the path's default).
     /// - `fused`: use the fused register-tiled kernel (`ck_attention_tile`) where the CPU has AVX2+FMA and
@@ -80,6 +82,7 @@ public enum BlockwiseAttention {
     ///   `ck_softmax_block`. Both compute the same function to f32 rounding.
     public static func attend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int,
                               count: Int, firstPosition: Int, kv: KeyValueView, causal: Bool = true,
+                              documentStart: UnsafePointer<Int32>? = nil,
                               output: UnsafeMutablePointer<Float>, outputStride: Int,
                               logSumExp: UnsafeMutablePointer<Float>? = nil, workers: Int = 2,
                               queryBlock: Int = defaultQueryBlock, keyBlock: Int? = nil, fused: Bool = true) {
@@ -91,7 +94,8 @@ public enum BlockwiseAttention {
         let kb = max(1, keyBlock ?? (useFused ? defaultFusedKeyBlock : defaultKeyBlock))
         if useFused {
             fusedAttend(shape: shape, query: query, queryStride: queryStride, count: count,
-                        firstPosition: firstPosition, kv: kv, causal: causal, output: output,
+                        firstPosition: firstPosition, kv: kv, causal: causal, documentStart: documentStart,
+                        output: output,
                         outputStride: outputStride, logSumExp: logSumExp, workers: max(1, workers), queryBlock: qb,
                         keyBlock: kb)
             return
@@ -110,6 +114,7 @@ public enum BlockwiseAttention {
         nonisolated(unsafe) let q = query
         nonisolated(unsafe) let out = output
         nonisolated(unsafe) let lse = logSumExp
+        nonisolated(unsafe) let docStart = documentStart
         let taskList = tasks
         DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
             let maxRows = qb * g
@@ -148,6 +153,11 @@ public enum BlockwiseAttention {
                 if causal { keyEnd = min(keyEnd, lastQueryPos - kv.firstPosition + 1) }
                 var keyStart = 0
                 if let win = shape.slidingWindow { keyStart = max(0, firstQueryPos - win + 1 - kv.firstPosition) }
+                if let docStart {
+                    var floor = Int.max
+                    for i in 0..<tn { floor = min(floor, Int(docStart[t0 + i])) }
+                    keyStart = max(keyStart, floor - kv.firstPosition)
+                }
                 let kBase = kv.keys + kvh * kv.stride * hd
                 let vBase = kv.values + kvh * kv.stride * hd
                 var k0 = keyStart
@@ -162,6 +172,7 @@ public enum BlockwiseAttention {
                         if causal { h = Int32(clamping: min(nb, qpos - keyPos0 + 1)) }
                         var lw: Int32 = 0
                         if let win = shape.slidingWindow { lw = Int32(clamping: max(0, qpos - win + 1 - keyPos0)) }
+                        if let docStart { lw = max(lw, Int32(clamping: Int(docStart[t0 + i]) - keyPos0)) }
                         for j in 0..<g { lo[i * g + j] = lw; hi[i * g + j] = h }
                     }
                     ck_softmax_block(scores, rows, nb, nb, lo, hi, m, l, corr)
@@ -181,7 +192,9 @@ public enum BlockwiseAttention {
                         let inv: Float = l[r] > 0 ? 1 / l[r] : 0
                         let src = oTile + r * hd
                         for e in 0..<hd { dst[e] = src[e] * inv }
-                        if let lse { lse[head * count + t0 + i] = l[r] > 0 ? m[r] + Foundation.log(l[r]) : -Float.infinity }
+                        if let lse {
+                            lse[(t0 + i) * shape.heads + head] = l[r] > 0 ? m[r] + Foundation.log(l[r]) : -Float.infinity
+                        }
                     }
                 }
             }
@@ -192,6 +205,7 @@ public enum BlockwiseAttention {
     /// across the workers), then the workers run `ck_attention_tile` on the head's query tiles, latest first.
     private static func fusedAttend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
                                     firstPosition: Int, kv: KeyValueView, causal: Bool,
+                                    documentStart: UnsafePointer<Int32>?,
                                     output: UnsafeMutablePointer<Float>, outputStride: Int,
                                     logSumExp: UnsafeMutablePointer<Float>?, workers: Int, queryBlock qb: Int,
                                     keyBlock kb: Int) {
@@ -205,7 +219,9 @@ public enum BlockwiseAttention {
             if causal { end = min(end, qpos - kv.firstPosition + 1) }
             end = max(0, end)
             var begin = 0
-            if let win = shape.slidingWindow { begin = min(end, max(0, qpos - win + 1 - kv.firstPosition)) }
+            if let win = shape.slidingWindow { begin = max(0, qpos - win + 1 - kv.firstPosition) }
+            if let documentStart { begin = max(begin, Int(documentStart[i]) - kv.firstPosition) }
+            begin = min(end, begin)
             lo[i] = Int32(clamping: begin)
             hi[i] = Int32(clamping: end)
             if end > begin { kmin = min(kmin, begin); kmax = max(kmax, end) }
@@ -235,7 +251,7 @@ public enum BlockwiseAttention {
                         ck_attention_tile(q + t0 * queryStride + head0 * hd, queryStride, tn, g, hd, shape.scale,
                                           pk, b0, lo.baseAddress! + t0, hi.baseAddress! + t0, kb,
                                           out + t0 * outputStride + head0 * hd, outputStride,
-                                          lse.map { $0 + head0 * count + t0 }, count, scratch)
+                                          lse.map { $0 + t0 * shape.heads + head0 }, shape.heads, scratch)
                         t -= workers
                     }
                 }}
@@ -273,6 +289,7 @@ public enum BlockwiseAttention {
     /// ``attend(shape:query:queryStride:count:firstPosition:kv:causal:output:outputStride:logSumExp:workers:)``.
     public static func naive(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
                              firstPosition: Int, kv: KeyValueView, causal: Bool = true,
+                             documentStart: UnsafePointer<Int32>? = nil,
                              output: UnsafeMutablePointer<Float>, outputStride: Int) {
         let g = shape.groupSize, hd = shape.headDim
         var scores = [Double](repeating: 0, count: kv.count)
@@ -286,6 +303,7 @@ public enum BlockwiseAttention {
                     let kpos = kv.firstPosition + k
                     var visible = !causal || kpos <= qpos
                     if let win = shape.slidingWindow, qpos - kpos >= win { visible = false }
+                    if let documentStart, kpos < Int(documentStart[i]) { visible = false }
                     if !visible { scores[k] = -.infinity; continue }
                     let kvec = kv.keys + (kvh * kv.stride + k) * hd
                     var s = 0.0

@@ -146,57 +146,22 @@ public final class TransformerModel: @unchecked Sendable {
         return Array(UnsafeBufferPointer(start: out, count: logitRows * c.vocabSize))
     }
 
-    /// `out[rows × W.rows] (+)= input[rows × W.cols] · Wᵀ + bias` (a PyTorch `Linear`), f32 through BLAS.
+    /// `out[rows × W.rows] (+)= input[rows × W.cols] · Wᵀ + bias` (a PyTorch `Linear`) through
+    /// ``LayerOps/linear(_:rows:lda:weight:outFeatures:inFeatures:bias:out:ldc:accumulate:workers:)``, the weight
+    /// widened to f32 first when stored narrower.
     private func linear(_ input: UnsafePointer<Float>, rows: Int, lda: Int? = nil, _ w: WeightMatrix, bias: [Float]?,
                         out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
         w.withF32(scratch: weightScratch) { wp in
-            // Output features are split across the workers (each a single-threaded BLAS call on whole 64-row slabs
-            // of W); every output element is computed by exactly one call, so results do not depend on `workers`.
-            let parts = rows &* w.rows &* w.cols >= 1 << 16 ? max(1, min(workers, w.rows / 64)) : 1
-            let slab = (w.rows / parts + 63) / 64 * 64
-            nonisolated(unsafe) let src = input, weights = wp, dst = out
-            let k = w.cols, total = w.rows, a = lda ?? w.cols, beta: Float = accumulate ? 1 : 0
-            let body: @Sendable (Int) -> Void = { p in
-                let lo = p * slab, n = min(total, lo + slab) - lo
-                guard n > 0 else { return }
-                if rows == 1 {
-                    // Decoding: y = W·x is a matrix-vector product; OpenBLAS's sgemm with m = 1 is slower than gemv.
-                    BLAS.sgemv(m: n, n: k, a: weights + lo * k, lda: k, x: src, beta: beta, y: dst + lo)
-                } else {
-                    BLAS.sgemm(transB: true, m: rows, n: n, k: k, a: src, lda: a, b: weights + lo * k, ldb: k,
-                               beta: beta, c: dst + lo, ldc: ldc)
-                }
+            let call = { (b: UnsafePointer<Float>?) in
+                LayerOps.linear(input, rows: rows, lda: lda ?? w.cols, weight: wp, outFeatures: w.rows,
+                                inFeatures: w.cols, bias: b, out: out, ldc: ldc, accumulate: accumulate,
+                                workers: self.workers)
             }
-            if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
-        }
-        if let bias {
-            bias.withUnsafeBufferPointer { b in
-                for r in 0..<rows {
-                    let row = out + r * ldc
-                    for j in 0..<w.rows { row[j] += b[j] }
-                }
-            }
+            if let bias { bias.withUnsafeBufferPointer { call($0.baseAddress!) } } else { call(nil) }
         }
     }
 
-    /// Rotates `heads` head vectors per row in place (half-split pairs `(j, j + d/2)`, transformers'
-    /// `q·cos + rotate_half(q)·sin`); channels past the rotary dimension pass through.
     private func applyRotary(_ base: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int, table: RopeTable) {
-        let rd = table.rotaryDim, half = rd / 2, hd = configuration.headDim
-        table.cos.withUnsafeBufferPointer { cosp in
-            table.sin.withUnsafeBufferPointer { sinp in
-                for t in 0..<rows {
-                    let cr = cosp.baseAddress! + t &* rd, sr = sinp.baseAddress! + t &* rd
-                    for hIndex in 0..<heads {
-                        let v = base + (t &* stride &+ hIndex &* hd)
-                        for j in 0..<half {
-                            let x1 = v[j], x2 = v[j &+ half]
-                            v[j] = x1 * cr[j] - x2 * sr[j]
-                            v[j &+ half] = x2 * cr[j &+ half] + x1 * sr[j &+ half]
-                        }
-                    }
-                }
-            }
-        }
+        LayerOps.rotate(base, rows: rows, stride: stride, heads: heads, headDim: configuration.headDim, table: table)
     }
 }

@@ -7,7 +7,9 @@ import Testing
 @Suite struct AttentionTests {
     struct Case: CustomStringConvertible, Sendable {
         var heads: Int, kvHeads: Int, headDim: Int, queries: Int, past: Int, window: Int?, qb: Int, kb: Int
-        var description: String { "h\(heads)/kv\(kvHeads) d\(headDim) q\(queries) past\(past) w\(window.map(String.init) ?? "-") tiles \(qb)x\(kb)" }
+        /// Packed documents: a document starts every `documentLength` positions (0: one document).
+        var documentLength = 0
+        var description: String { "h\(heads)/kv\(kvHeads) d\(headDim) q\(queries) past\(past) w\(window.map(String.init) ?? "-") tiles \(qb)x\(kb) docs \(documentLength)" }
     }
 
     static let cases: [Case] = [
@@ -21,6 +23,10 @@ import Testing
         Case(heads: 2, kvHeads: 1, headDim: 24, queries: 77, past: 13, window: nil, qb: 7, kb: 5),
         Case(heads: 8, kvHeads: 2, headDim: 128, queries: 150, past: 600, window: 300, qb: 64, kb: 96),
         Case(heads: 3, kvHeads: 3, headDim: 64, queries: 61, past: 0, window: 9, qb: 64, kb: 13),
+        // Document masks (packed sequences): documents shorter and longer than a key block, with a window.
+        Case(heads: 4, kvHeads: 2, headDim: 16, queries: 200, past: 0, window: nil, qb: 64, kb: 48, documentLength: 37),
+        Case(heads: 9, kvHeads: 3, headDim: 64, queries: 130, past: 300, window: nil, qb: 32, kb: 100, documentLength: 170),
+        Case(heads: 8, kvHeads: 2, headDim: 32, queries: 150, past: 60, window: 50, qb: 16, kb: 24, documentLength: 71),
     ]
 
     static func random(_ n: Int, _ rng: inout SeededRandom, scale: Float = 1) -> [Float] {
@@ -40,19 +46,30 @@ import Testing
         let v = Self.random(c.kvHeads * stride * c.headDim, &rng)
         var fast = [Float](repeating: .nan, count: c.queries * c.heads * c.headDim)
         var slow = fast
+        // Each query's document start (absolute position), irregular lengths around `documentLength`.
+        var starts = [Int32](repeating: 0, count: c.queries)
+        if c.documentLength > 0 {
+            var boundaries = [0], p = 0
+            while p < total { p += c.documentLength / 2 + Int(rng.next() % UInt64(c.documentLength + 1)); boundaries.append(p) }
+            for i in 0..<c.queries { starts[i] = Int32(boundaries.last { $0 <= c.past + i }!) }
+        }
+        let hasDocs = c.documentLength > 0
         q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+          starts.withUnsafeBufferPointer { sp in
+            let docStart = hasDocs ? sp.baseAddress : nil
             let kv = KeyValueView(keys: kp.baseAddress!, values: vp.baseAddress!, stride: stride, count: total)
             fast.withUnsafeMutableBufferPointer { o in
                 BlockwiseAttention.attend(shape: shape, query: qp.baseAddress!, queryStride: c.heads * c.headDim,
-                                          count: c.queries, firstPosition: c.past, kv: kv, output: o.baseAddress!,
-                                          outputStride: c.heads * c.headDim, workers: 2, queryBlock: c.qb, keyBlock: c.kb,
-                                          fused: fused)
+                                          count: c.queries, firstPosition: c.past, kv: kv, documentStart: docStart,
+                                          output: o.baseAddress!, outputStride: c.heads * c.headDim, workers: 2,
+                                          queryBlock: c.qb, keyBlock: c.kb, fused: fused)
             }
             slow.withUnsafeMutableBufferPointer { o in
                 BlockwiseAttention.naive(shape: shape, query: qp.baseAddress!, queryStride: c.heads * c.headDim,
-                                         count: c.queries, firstPosition: c.past, kv: kv, output: o.baseAddress!,
-                                         outputStride: c.heads * c.headDim)
+                                         count: c.queries, firstPosition: c.past, kv: kv, documentStart: docStart,
+                                         output: o.baseAddress!, outputStride: c.heads * c.headDim)
             }
+          }
         }}}
         // 1e-5 relative to the output scale (values are averages of N(0,1) entries).
         let scale = slow.map(abs).max()!
@@ -102,13 +119,9 @@ import Testing
                 }}
             }}
         }
-        // Rearrange (query, head) rows head-major to match the log-sum-exp layout, merge, compare.
-        func headMajor(_ x: [Float]) -> [Float] {
-            var r = [Float](); for h in 0..<heads { for i in 0..<nq { r += x[(i * width + h * hd)..<(i * width + h * hd + hd)] } }
-            return r
-        }
-        var ma = headMajor(a)
-        let mb = headMajor(b), mf = headMajor(full)
+        // Outputs are (query, head) rows of headDim and the log-sum-exp is in the same row order: merge in place.
+        var ma = a
+        let mb = b, mf = full
         ma.withUnsafeMutableBufferPointer { o in lseA.withUnsafeMutableBufferPointer { l in
             mb.withUnsafeBufferPointer { ob in lseB.withUnsafeBufferPointer { lb in
                 BlockwiseAttention.mergePartial(output: o.baseAddress!, logSumExp: l.baseAddress!, with: ob.baseAddress!,

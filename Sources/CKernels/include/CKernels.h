@@ -66,7 +66,8 @@ void ck_attention_pack(const float *k, const float *v, size_t keys, size_t hd, s
      blocks.
    - kb: keys per block (as packed).
    - out: query i, head j written (normalised) at out + i*out_stride + j*hd; a query that sees no key gets 0.
-   - lse (may be NULL): natural log-sum-exp of the scaled scores at lse[j*lse_stride + i]; -inf when no key.
+   - lse (may be NULL): natural log-sum-exp of the scaled scores of query i, head j at lse[i*lse_stride + j]
+     (row order, as the outputs); -inf when no key.
    - scratch: ck_attention_scratch(queries*group, hd, kb) floats.
    Matches softmax(QK^T·scale + mask)·V to f32 rounding (exp2: Cephes polynomial, relative error < 2e-7). */
 void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,

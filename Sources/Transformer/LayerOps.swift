@@ -1,0 +1,101 @@
+import CKernels
+import Foundation
+import RoPE
+import TensorCore
+
+/// The layer-level operations of a Llama-family decoder, shared by inference (``TransformerModel``), training and
+/// sequence-parallel attention. All f32, row-major. Parallel work is split across `workers` threads given by the
+/// caller, each running single-threaded BLAS (the caller keeps OpenBLAS at one thread while it uses these).
+public enum LayerOps {
+    /// `C[m × n] ← α·op(A)·op(B) + β·C` (row-major, as ``BLAS/sgemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``),
+    /// split into column slabs of 64 across `workers`. Every output element is computed by exactly one
+    /// single-threaded call over the whole `k`, so the result does not depend on `workers`.
+    public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, workers: Int) {
+        guard m > 0, n > 0 else { return }
+        let parts = m &* n &* k >= 1 << 16 ? max(1, min(workers, n / 64)) : 1
+        let slab = (n / parts + 63) / 64 * 64
+        nonisolated(unsafe) let ap = a, bp = b, cp = c
+        let body: @Sendable (Int) -> Void = { p in
+            let lo = p * slab, cols = min(n, lo + slab) - lo
+            guard cols > 0 else { return }
+            // Column j of op(B) is row j of B when transposed, column j otherwise.
+            let bj = transB ? bp + lo * ldb : bp + lo
+            if m == 1 && !transA {
+                // One row: y = op(B)ᵀ·a is a matrix-vector product (sgemm with m = 1 is slower than gemv).
+                BLAS.sgemv(trans: !transB, m: transB ? cols : k, n: transB ? k : cols, alpha: alpha, a: bj, lda: ldb,
+                           x: ap, beta: beta, y: cp + lo)
+            } else {
+                BLAS.sgemm(transA: transA, transB: transB, m: m, n: cols, k: k, alpha: alpha, a: ap, lda: lda,
+                           b: bj, ldb: ldb, beta: beta, c: cp + lo, ldc: ldc)
+            }
+        }
+        if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+    }
+
+    /// A PyTorch `Linear`: `out[rows × outFeatures] (+)= input[rows × inFeatures] · Wᵀ + bias`, `W` stored
+    /// `[outFeatures, inFeatures]` row-major. `lda`/`ldc` are the row strides of `input` and `out`.
+    public static func linear(_ input: UnsafePointer<Float>, rows: Int, lda: Int, weight: UnsafePointer<Float>,
+                              outFeatures: Int, inFeatures: Int, bias: UnsafePointer<Float>?,
+                              out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false, workers: Int) {
+        gemm(transB: true, m: rows, n: outFeatures, k: inFeatures, a: input, lda: lda, b: weight, ldb: inFeatures,
+             beta: accumulate ? 1 : 0, c: out, ldc: ldc, workers: workers)
+        guard let bias else { return }
+        for r in 0..<rows {
+            let row = out + r &* ldc
+            for j in 0..<outFeatures { row[j] += bias[j] }
+        }
+    }
+
+    /// Rotates `heads` head vectors (each `headDim` wide, head `h` at column `h·headDim`) of `rows` rows in place,
+    /// row `t` by row `t` of `table`: half-split pairs `(j, j + rotaryDim/2)`, transformers'
+    /// `q·cos + rotate_half(q)·sin` (cos/sin already carry the attention factor); channels past the rotary
+    /// dimension pass through.
+    public static func rotate(_ base: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int, headDim: Int,
+                              table: RopeTable) {
+        rotate(base, rows: rows, stride: stride, heads: heads, headDim: headDim, table: table, sinSign: 1)
+    }
+
+    /// The transpose of ``rotate(_:rows:stride:heads:headDim:table:)`` (the backward of RoPE): the same rotation by
+    /// the negated angle, scaled by the same attention factor, `dx = Rᵀ·dy`.
+    public static func rotateTransposed(_ base: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int,
+                                        headDim: Int, table: RopeTable) {
+        rotate(base, rows: rows, stride: stride, heads: heads, headDim: headDim, table: table, sinSign: -1)
+    }
+
+    private static func rotate(_ base: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int, headDim hd: Int,
+                               table: RopeTable, sinSign: Float) {
+        let rd = table.rotaryDim, half = rd / 2
+        table.cos.withUnsafeBufferPointer { cosp in
+            table.sin.withUnsafeBufferPointer { sinp in
+                for t in 0..<rows {
+                    let cr = cosp.baseAddress! + t &* rd, sr = sinp.baseAddress! + t &* rd
+                    for hIndex in 0..<heads {
+                        let v = base + (t &* stride &+ hIndex &* hd)
+                        for j in 0..<half {
+                            let x1 = v[j], x2 = v[j &+ half]
+                            // Row t's cos/sin are the same for j and j + half, so the rotation by the negated
+                            // angle (sinSign −1) is the transpose of the rotation.
+                            v[j] = x1 * cr[j] - x2 * (sinSign * sr[j])
+                            v[j &+ half] = x2 * cr[j &+ half] + x1 * (sinSign * sr[j &+ half])
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// RMSNorm per row (transformers' `LlamaRMSNorm` in f32): `y = w ⊙ x / sqrt(mean(x²) + eps)`; `x`, `y`:
+    /// `rows × n` (may alias).
+    public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                               rows: Int, width: Int, eps: Float) {
+        ck_rmsnorm(x, weight, out, rows, width, eps)
+    }
+
+    /// SwiGLU in place per row: `gate ← silu(gate) ⊙ up` for `rows` rows of `[gate | up]` (`2·width` wide, row
+    /// stride `stride`).
+    public static func swiGLU(_ gateUp: UnsafeMutablePointer<Float>, rows: Int, width: Int, stride: Int) {
+        for t in 0..<rows { ck_silu_mul(gateUp + t * stride, gateUp + (t * stride + width), width) }
+    }
+}
