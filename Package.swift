@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "longctx", targets: ["longctx"]),
+        .library(name: "Basics", targets: ["Basics"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "ModelIO", targets: ["ModelIO"]),
         .library(name: "RoPE", targets: ["RoPE"]),
@@ -30,61 +31,66 @@ let package = Package(
         // Portable SIMD kernels (runtime CPU dispatch, no unsafe flags).
         .target(name: "CKernels", cSettings: [.define("NDEBUG")]),
 
+        // Seeded randomness (SplitMix64), JSON values, length notation shared by every layer. Pure, no dependencies.
+        .target(name: "Basics"),
         // Tensor core: dtypes, conversions, BLAS/LAPACK wrappers. No file I/O.
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
         // RoPE scaling math (pure): inverse frequencies, attention factors, plans, config codec.
-        .target(name: "RoPE"),
+        .target(name: "RoPE", dependencies: ["Basics"]),
         // Hugging Face tokenizer.json tokenizers (BPE), chat formatting, a tiny BPE trainer for random models.
-        .target(name: "Tokenizers", dependencies: ["ModelIO"]),
-        // Model I/O: JSON, safetensors, sharded checkpoints, Hugging Face model directories, zstd.
-        .target(name: "ModelIO", dependencies: ["TensorCore", "RoPE", "CZstd"]),
+        .target(name: "Tokenizers", dependencies: ["Basics", "ModelIO"]),
+        // Model I/O: safetensors, sharded checkpoints, Hugging Face model directories, zstd.
+        .target(name: "ModelIO", dependencies: ["Basics", "TensorCore", "RoPE", "CZstd"]),
         // LoRA extraction (SVD of weight deltas), merging and combination; PEFT adapter format.
-        .target(name: "LoRA", dependencies: ["TensorCore", "ModelIO"]),
+        .target(name: "LoRA", dependencies: ["Basics", "TensorCore", "ModelIO"]),
         // Llama-family transformer engine: weights, blockwise attention, KV cache, sampling, generation.
-        .target(name: "Transformer", dependencies: ["TensorCore", "ModelIO", "RoPE", "Tokenizers", "CKernels"]),
+        .target(name: "Transformer", dependencies: ["Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "CKernels"]),
         // Continued pretraining: trainable f32 weights, backward pass, AdamW, packed data with document masks,
         // stage schedules, checkpoints and exact resume.
         .target(name: "Training", dependencies: [
-            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "LoRA", "Evaluation", "CKernels",
+            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "LoRA", "Evaluation", "CKernels",
             .product(name: "Yams", package: "Yams"),
         ]),
         // GGUF → Hugging Face directory import (weights, config, tokenizer) and the model cache.
-        .target(name: "GGUFImport", dependencies: ["ModelIO", "TensorCore", "RoPE"]),
+        .target(name: "GGUFImport", dependencies: ["Basics", "ModelIO", "TensorCore", "RoPE"]),
         // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
-        .target(name: "Evaluation"),
-        // Evaluation backends: OpenAI-compatible HTTP client (retries, timeouts, concurrency limit).
+        .target(name: "Evaluation", dependencies: ["Basics"]),
+        // Completion backends: the built-in engine (one request at a time) and an OpenAI-compatible HTTP client
+        // (retries, timeouts, concurrency limit).
         .target(name: "EvalBackends", dependencies: [
+            "Evaluation", "Tokenizers", "Transformer",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
-        // OpenAI-compatible HTTP server over a text generator (`longctx serve`).
+        // OpenAI-compatible HTTP server over a completion backend (`longctx serve`).
         .target(name: "Serving", dependencies: [
             "Evaluation",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training",
+            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Helpers shared by the test targets: temporary directories, running `longctx` and Python.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Micro-benchmarks driven by scripts/bench.
-        .executableTarget(name: "longctx-bench", dependencies: ["TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation"]),
 
+        .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
-        .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TensorCore", "TestSupport", "longctx"]),
-        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "ModelIOTests", dependencies: ["Basics", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "TransformerTests", dependencies: ["Basics", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport", "longctx"]),
-        .testTarget(name: "GGUFTests", dependencies: ["ModelIO", "GGUFImport", "TensorCore", "Tokenizers", "Transformer", "TestSupport", "longctx"]),
-        .testTarget(name: "LoRATests", dependencies: ["LoRA", "ModelIO", "TensorCore", "TestSupport"]),
+        .testTarget(name: "GGUFTests", dependencies: ["Basics", "ModelIO", "GGUFImport", "TensorCore", "Tokenizers", "Transformer", "TestSupport", "longctx"]),
+        .testTarget(name: "LoRATests", dependencies: ["Basics", "LoRA", "ModelIO", "TensorCore", "TestSupport"]),
         .testTarget(name: "EvaluationTests",
-                    dependencies: ["Evaluation", "EvalBackends", "Serving", "Tokenizers", "Transformer", "TestSupport", "longctx"],
+                    dependencies: ["Basics", "Evaluation", "EvalBackends", "Serving", "Tokenizers", "Transformer", "TestSupport", "longctx"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests",
-                    dependencies: ["Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",
+                    dependencies: ["Basics", "Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",
                                    "TestSupport", "longctx"]),
-        .testTarget(name: "RoPETests", dependencies: ["RoPE", "ModelIO", "TestSupport"],
+        .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
 )

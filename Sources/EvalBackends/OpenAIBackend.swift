@@ -62,6 +62,12 @@ public struct OpenAIBackend: CompletionBackend {
         return id
     }
 
+    /// Token ids from the server's `/tokenize`; a `BackendFailure` when it has none.
+    public func tokenize(_ text: String) async throws -> [Int] {
+        guard let ids = try await serverTokenize(text) else { throw BackendFailure("\(name): no /tokenize endpoint", attempts: 1) }
+        return ids
+    }
+
     /// Token ids the server's `/tokenize` (vLLM / `longctx serve` form) gives for `text`, or nil when the
     /// server has no such endpoint.
     public func serverTokenize(_ text: String) async throws -> [Int]? {
@@ -82,6 +88,7 @@ public struct OpenAIBackend: CompletionBackend {
     func body(_ r: CompletionRequest) throws -> Data {
         var b: [String: Any] = ["model": model, "max_tokens": r.maxTokens, "temperature": r.temperature,
                                 "top_p": r.topP, "stream": false]
+        if r.topK > 0 { b["top_k"] = r.topK }
         if let s = r.seed { b["seed"] = Int(truncatingIfNeeded: s) }
         if !r.stop.isEmpty { b["stop"] = r.stop }
         switch options.endpoint {
@@ -112,7 +119,8 @@ public struct OpenAIBackend: CompletionBackend {
         if t.isEmpty && finish == "length" && (usage?["completion_tokens"] as? Int ?? 0) == 0 {
             throw Attempt.retryable("empty completion with finish_reason length (prompt too long for the server?)")
         }
-        return CompletionResponse(text: t, promptTokens: usage?["prompt_tokens"] as? Int, finishReason: finish)
+        return CompletionResponse(text: t, promptTokens: usage?["prompt_tokens"] as? Int,
+                                  completionTokens: usage?["completion_tokens"] as? Int, finishReason: finish)
     }
 
     func once(_ payload: Data) async throws -> CompletionResponse {
@@ -141,7 +149,14 @@ public struct OpenAIBackend: CompletionBackend {
         return try Self.parse(bytes, endpoint: options.endpoint)
     }
 
-    public func complete(_ r: CompletionRequest) async throws -> CompletionResponse {
+    /// Not streamed: `onText` receives the whole text once the response is in.
+    public func complete(_ r: CompletionRequest, onText: @Sendable (String) -> Bool) async throws -> CompletionResponse {
+        let resp = try await completeWithRetries(r)
+        _ = onText(resp.text)
+        return resp
+    }
+
+    func completeWithRetries(_ r: CompletionRequest) async throws -> CompletionResponse {
         let payload = try body(r)
         await limiter.acquire()
         defer { Task { await limiter.release() } }

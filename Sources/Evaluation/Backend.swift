@@ -1,16 +1,23 @@
 import Foundation
 
-/// One generation request from the harness: greedy by default, every sampling field explicit.
+/// One generation request, the same for an evaluation run and for `longctx serve`: greedy by default, every
+/// sampling field explicit.
 public struct CompletionRequest: Sendable {
     public var prompt: String
     public var maxTokens: Int
+    /// 0: greedy (argmax).
     public var temperature: Double
+    /// Keep only the `topK` most likely tokens (0: all).
+    public var topK: Int
     public var topP: Double
+    /// Seed of the sampling stream; `nil` leaves it to the backend (the engine uses 0, a server its own default).
     public var seed: UInt64?
+    /// Generation stops before the first of these in the text.
     public var stop: [String]
 
-    public init(prompt: String, maxTokens: Int, temperature: Double = 0, topP: Double = 1, seed: UInt64? = nil, stop: [String] = []) {
-        self.prompt = prompt; self.maxTokens = maxTokens; self.temperature = temperature
+    public init(prompt: String, maxTokens: Int, temperature: Double = 0, topK: Int = 0, topP: Double = 1,
+                seed: UInt64? = nil, stop: [String] = []) {
+        self.prompt = prompt; self.maxTokens = maxTokens; self.temperature = temperature; self.topK = topK
         self.topP = topP; self.seed = seed; self.stop = stop
     }
 }
@@ -18,11 +25,14 @@ public struct CompletionRequest: Sendable {
 public struct CompletionResponse: Sendable {
     public var text: String
     public var promptTokens: Int?
+    public var completionTokens: Int?
+    /// "stop" or "length" (OpenAI's names).
     public var finishReason: String?
     /// How many attempts it took (1 = first try).
     public var attempts: Int
-    public init(text: String, promptTokens: Int?, finishReason: String?, attempts: Int = 1) {
-        self.text = text; self.promptTokens = promptTokens; self.finishReason = finishReason; self.attempts = attempts
+    public init(text: String, promptTokens: Int?, completionTokens: Int? = nil, finishReason: String?, attempts: Int = 1) {
+        self.text = text; self.promptTokens = promptTokens; self.completionTokens = completionTokens
+        self.finishReason = finishReason; self.attempts = attempts
     }
 }
 
@@ -34,10 +44,43 @@ public struct BackendFailure: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// Anything that turns a prompt into a completion: the built-in engine or an OpenAI-compatible server.
+/// A chat turn.
+public struct ChatTurn: Codable, Sendable {
+    public var role: String
+    public var content: String
+    public init(role: String, content: String) { self.role = role; self.content = content }
+}
+
+/// The one generation interface: anything that turns a prompt into a completion — the built-in engine
+/// (`EngineBackend`) or an OpenAI-compatible server (`OpenAIBackend`). The evaluation runner and the HTTP server
+/// (`OpenAIServer`) both consume it, so a request flows through the same types in both.
 public protocol CompletionBackend: Sendable {
+    /// Where completions come from, for reports (`local:NAME`, `openai:URL#MODEL`).
     var name: String { get }
-    func complete(_ request: CompletionRequest) async throws -> CompletionResponse
+    /// The model id (what `/v1/models` lists).
+    var model: String { get }
+    /// Generates a completion; `onText` receives the text as it is produced (in pieces where the backend streams)
+    /// and returns false to stop early.
+    func complete(_ request: CompletionRequest, onText: @Sendable (String) -> Bool) async throws -> CompletionResponse
+    /// Prompt token ids for `text`, special tokens (BOS) added as the model is fed.
+    func tokenize(_ text: String) async throws -> [Int]
+    /// The chat template applied to `turns`, with the generation prompt added.
+    func chatPrompt(_ turns: [ChatTurn]) async throws -> String
+}
+
+extension CompletionBackend {
+    /// A completion without streaming.
+    public func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
+        try await complete(request) { _ in true }
+    }
+
+    public func tokenize(_ text: String) async throws -> [Int] {
+        throw BackendFailure("\(name): no tokenizer available", attempts: 1)
+    }
+
+    public func chatPrompt(_ turns: [ChatTurn]) async throws -> String {
+        throw BackendFailure("\(name): no chat template available", attempts: 1)
+    }
 }
 
 /// Runs samples through a backend with at most `concurrency` in flight, appending each result to the store
@@ -78,95 +121,6 @@ public enum EvalRunner {
                 progress(done, total)
                 if next < todo.count { launch() }
             }
-        }
-    }
-}
-
-// MARK: - Built-in engine
-
-/// Sampling settings handed to a text generator (mirrors the engine's `GenerationParameters`).
-public struct TextGenerationParameters: Sendable {
-    public var maxTokens: Int
-    public var temperature: Double
-    public var topK: Int
-    public var topP: Double
-    public var seed: UInt64
-    public var stopStrings: [String]
-    public init(maxTokens: Int, temperature: Double = 0, topK: Int = 0, topP: Double = 1, seed: UInt64 = 0, stopStrings: [String] = []) {
-        self.maxTokens = maxTokens; self.temperature = temperature; self.topK = topK; self.topP = topP
-        self.seed = seed; self.stopStrings = stopStrings
-    }
-}
-
-/// What a generation produced (mirrors the engine's `GenerationResult`).
-public struct TextGenerationOutput: Sendable {
-    public var promptIds: [Int]
-    public var generatedIds: [Int]
-    public var text: String
-    /// "stop" or "length".
-    public var finishReason: String
-    public var prefillSeconds: Double
-    public var decodeSeconds: Double
-    public init(promptIds: [Int], generatedIds: [Int], text: String, finishReason: String, prefillSeconds: Double, decodeSeconds: Double) {
-        self.promptIds = promptIds; self.generatedIds = generatedIds; self.text = text
-        self.finishReason = finishReason; self.prefillSeconds = prefillSeconds; self.decodeSeconds = decodeSeconds
-    }
-}
-
-/// A chat turn.
-public struct ChatTurn: Codable, Sendable {
-    public var role: String
-    public var content: String
-    public init(role: String, content: String) { self.role = role; self.content = content }
-}
-
-/// A local model behind `longctx serve` and the built-in backend. Not required to be thread-safe:
-/// callers go through `SerialGenerator`, which runs one request at a time.
-public protocol TextGenerating: AnyObject {
-    var modelName: String { get }
-    /// Prompt ids for a prompt string, special tokens (BOS) added as the tokenizer does.
-    func encode(_ text: String) -> [Int]
-    /// The chat template applied to `messages` with the generation prompt added.
-    func chatPrompt(_ messages: [ChatTurn]) throws -> String
-    func generate(promptIds: [Int], parameters: TextGenerationParameters,
-                  onToken: (Int, String) -> Bool) throws -> TextGenerationOutput
-}
-
-/// Serialises requests to one generator (concurrency 1).
-public actor SerialGenerator {
-    nonisolated(unsafe) let generator: any TextGenerating
-    public nonisolated let modelName: String
-
-    public init(_ generator: any TextGenerating) {
-        self.generator = generator
-        self.modelName = generator.modelName
-    }
-
-    public func chatPrompt(_ messages: [ChatTurn]) throws -> String { try generator.chatPrompt(messages) }
-
-    public func encode(_ text: String) -> [Int] { generator.encode(text) }
-
-    /// Generates from `prompt`; `onToken` receives text pieces and returns false to stop.
-    public func generate(prompt: String, parameters: TextGenerationParameters,
-                         onToken: @Sendable (String) -> Bool = { _ in true }) throws -> TextGenerationOutput {
-        let ids = generator.encode(prompt)
-        return try generator.generate(promptIds: ids, parameters: parameters) { _, piece in onToken(piece) }
-    }
-}
-
-/// The built-in engine as an evaluation backend (greedy, same prompt encoding as `longctx serve`).
-public struct LocalBackend: CompletionBackend {
-    public let generator: SerialGenerator
-    public var name: String { "local:\(generator.modelName)" }
-    public init(_ generator: SerialGenerator) { self.generator = generator }
-
-    public func complete(_ r: CompletionRequest) async throws -> CompletionResponse {
-        do {
-            let out = try await generator.generate(prompt: r.prompt, parameters: TextGenerationParameters(
-                maxTokens: r.maxTokens, temperature: r.temperature, topP: r.topP, seed: r.seed ?? 0, stopStrings: r.stop))
-            return CompletionResponse(text: out.text, promptTokens: out.promptIds.count, finishReason: out.finishReason)
-        } catch {
-            throw BackendFailure("generation failed: \(error)", attempts: 1)
         }
     }
 }

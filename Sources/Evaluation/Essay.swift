@@ -1,3 +1,5 @@
+import Basics
+
 /// A licence-clean, essay-like haystack: seeded sentences assembled from LongContext's own word lists and
 /// sentence patterns (no third-party prose). Used where RULER uses Paul Graham essays and Kamradt's NIAH
 /// uses `PaulGrahamEssays/`; its identity (`EssayGenerator.identity`) is recorded in every result.
@@ -24,14 +26,14 @@ public struct EssayGenerator: Sendable {
 
     /// The first `count` sentences (deterministic in `seed`).
     public func sentences(_ count: Int) -> [String] {
-        var rng = EvalRandom(seed: seed)
+        var rng = SeededRandom(seed: seed)
         var out: [String] = []
         out.reserveCapacity(count)
         for _ in 0..<count { out.append(Self.sentence(&rng)) }
         return out
     }
 
-    static func sentence(_ rng: inout EvalRandom) -> String {
+    static func sentence(_ rng: inout SeededRandom) -> String {
         let p = rng.choice(patterns)
         var s = ""
         var rest = Substring(p)

@@ -27,18 +27,6 @@ public enum EvalOutputs {
         }
     }
 
-    /// "128,4K,1M" → [128, 4096, 1048576].
-    public static func parseLengths(_ s: String) throws -> [Int] {
-        try s.split(separator: ",").map { part in
-            let p = part.trimmingCharacters(in: .whitespaces).uppercased()
-            let mult = p.hasSuffix("K") ? 1024 : p.hasSuffix("M") ? 1 << 20 : 1
-            guard let v = Int(mult == 1 ? p : String(p.dropLast())), v > 0 else {
-                throw EvalError("invalid length '\(part)' (use e.g. 4096 or 4K)")
-            }
-            return v * mult
-        }
-    }
-
     public static func parseDepths(_ s: String) throws -> [Double] {
         try s.split(separator: ",").map { part in
             guard let v = Double(part.trimmingCharacters(in: .whitespaces)), (0...100).contains(v) else {

@@ -1,8 +1,9 @@
+import Basics
 import Foundation
 
 /// RULER's synthetic tasks (NVIDIA/RULER @ c3f5e3b, `scripts/data/synthetic/*.py`) as `TaskSpec`s.
 /// Templates, answer prefixes, needle formats, counts, few-shot construction and fitting units follow RULER;
-/// randomness comes from `EvalRandom` and words from `WordLists` (so keys/values differ from RULER's files).
+/// randomness comes from `SeededRandom` and words from `WordLists` (so keys/values differ from RULER's files).
 public struct RulerSuite: Sendable {
     public static let noiseLine = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 
@@ -38,7 +39,7 @@ public struct RulerSuite: Sendable {
 
     // MARK: niah
 
-    static func needleValue(_ type: String, _ rng: inout EvalRandom) -> String {
+    static func needleValue(_ type: String, _ rng: inout SeededRandom) -> String {
         switch type {
         case "numbers": return String(rng.int(1_000_000...9_999_999))
         case "uuids": return rng.uuid()
@@ -140,7 +141,7 @@ public struct RulerSuite: Sendable {
 
     static let upper = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-    static func distinctNames(_ count: Int, letters: Int, _ rng: inout EvalRandom) -> [String] {
+    static func distinctNames(_ count: Int, letters: Int, _ rng: inout SeededRandom) -> [String] {
         var seen = Set<String>(), out: [String] = []
         while out.count < count {
             let s = rng.letters(letters, from: upper)
@@ -151,7 +152,7 @@ public struct RulerSuite: Sendable {
 
     /// One vt prompt: chain lines inserted in order among `n` noise lines.
     static func vtText(_ template: String, _ prefix: String, names: [String], chains: Int, hops: Int, value: String,
-                       n: Int, _ rng: inout EvalRandom) -> (String, String) {
+                       n: Int, _ rng: inout SeededRandom) -> (String, String) {
         var chainLines: [String] = []
         for c in 0..<chains {
             let vars = Array(names[(c * (hops + 1))..<((c + 1) * (hops + 1))])
@@ -174,7 +175,7 @@ public struct RulerSuite: Sendable {
         let chains = a.numChains ?? 1, hops = a.numHops ?? 4
         let template = fam.template, prefix = fam.answerPrefix
         // The in-context example: 3-letter names, value 12345, fitted to 500 tokens with nothing to generate.
-        var exRng = EvalRandom(["vt-example", "\(maker.seed)"])
+        var exRng = SeededRandom(["vt-example", "\(maker.seed)"])
         let exNames = Self.distinctNames(chains * (hops + 1), letters: 3, &exRng)
         let exState = exRng
         let exN = LengthFit.largest(lo: 0, budget: 500, hint: 10) { n in
@@ -200,9 +201,9 @@ public struct RulerSuite: Sendable {
 
     // MARK: common words extraction
 
-    static func wordPool(_ needed: Int, _ rng: inout EvalRandom) -> [String] {
+    static func wordPool(_ needed: Int, _ rng: inout SeededRandom) -> [String] {
         var pool = WordLists.commonWordPool
-        var r = EvalRandom(seed: 42)
+        var r = SeededRandom(seed: 42)
         r.shuffle(&pool)
         if needed > pool.count {
             var seen = Set(pool)
@@ -214,7 +215,7 @@ public struct RulerSuite: Sendable {
         return pool
     }
 
-    static func cweList(_ words: [String], common: Int, freqC: Int, freqU: Int, _ rng: inout EvalRandom) -> String {
+    static func cweList(_ words: [String], common: Int, freqC: Int, freqU: Int, _ rng: inout SeededRandom) -> String {
         var list: [String] = []
         for (i, w) in words.enumerated() { list += Array(repeating: w, count: i < common ? freqC : freqU) }
         rng.shuffle(&list)
@@ -230,7 +231,7 @@ public struct RulerSuite: Sendable {
         return TaskSpec(name: task, metric: fam.metric, tokensToGenerate: fam.tokensToGenerate,
                         incremental: 10, haystack: "ruler-words") { n, _, rng in
             let nWords = max(n, numCw)
-            var extra = EvalRandom(seed: 4242)
+            var extra = SeededRandom(seed: 4242)
             let pool = Self.wordPool(nWords + shotWords, &extra)
             let picks = rng.sample(pool.count, shotWords + nWords).map { pool[$0] }
             let shot = Array(picks[0..<shotWords]), real = Array(picks[shotWords...])
@@ -260,7 +261,7 @@ public struct RulerSuite: Sendable {
             var set = Set<String>()
             while set.count < vocabSize { set.insert(rng.letters(6, from: lower)) }
             var vocab = set.sorted()
-            var r42 = EvalRandom(seed: 42)
+            var r42 = SeededRandom(seed: 42)
             r42.shuffle(&vocab)
             vocab[0] = "..."
             var words: [String] = []

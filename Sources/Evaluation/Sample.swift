@@ -1,3 +1,5 @@
+import Basics
+
 /// One prepared evaluation prompt with its references and fitted length.
 public struct EvalSample: Codable, Sendable, Equatable {
     /// Stable identity used for resuming: `task/length/index` (+ `/d<depth>` for depth grids).
@@ -46,10 +48,10 @@ public struct TaskSpec: Sendable {
     /// RULER's `incremental`: units dropped per retry when a sample does not fit.
     public var incremental: Int
     public var haystack: String
-    public var build: @Sendable (_ units: Int, _ index: Int, _ rng: inout EvalRandom) -> SampleParts
+    public var build: @Sendable (_ units: Int, _ index: Int, _ rng: inout SeededRandom) -> SampleParts
 
     public init(name: String, metric: Metric, tokensToGenerate: Int, incremental: Int, haystack: String,
-                build: @escaping @Sendable (Int, Int, inout EvalRandom) -> SampleParts) {
+                build: @escaping @Sendable (Int, Int, inout SeededRandom) -> SampleParts) {
         self.name = name
         self.metric = metric
         self.tokensToGenerate = tokensToGenerate
@@ -71,8 +73,8 @@ public struct SampleMaker: Sendable {
         self.seed = seed
     }
 
-    func rng(_ spec: TaskSpec, _ length: Int, _ index: Int, _ depth: Double?) -> EvalRandom {
-        EvalRandom(["\(seed)", spec.name, "\(length)", "\(index)", depth.map { "\($0)" } ?? "-"])
+    func rng(_ spec: TaskSpec, _ length: Int, _ index: Int, _ depth: Double?) -> SeededRandom {
+        SeededRandom(["\(seed)", spec.name, "\(length)", "\(index)", depth.map { "\($0)" } ?? "-"])
     }
 
     func tokens(_ p: SampleParts) -> Int { counter.tokenCount(format.render(p.input, p.answerPrefix)) }

@@ -1,3 +1,5 @@
+import Basics
+
 /// Built-in word lists written for LongContext (no third-party text): adjectives, nouns and verbs used for
 /// RULER-style needle keys (`adjective-noun`), common-words lists and the essay-like haystack generator.
 /// RULER draws these from the `wonderwords` package; ours are smaller, so the words differ but the shapes
@@ -53,7 +55,7 @@ public enum WordLists {
     """.split(separator: " ").map(String.init)
 
     /// `adjective-noun` keys (RULER's `words` needle type).
-    public static func key(_ rng: inout EvalRandom) -> String {
+    public static func key(_ rng: inout SeededRandom) -> String {
         rng.choice(adjectives) + "-" + rng.choice(nouns)
     }
 
@@ -61,7 +63,7 @@ public enum WordLists {
     public static let commonWordPool: [String] = Array(Set(nouns + adjectives + verbs)).sorted()
 
     /// A pronounceable pseudo-word (consonant–vowel syllables) for pools larger than the built-in lists.
-    public static func pseudoWord(_ rng: inout EvalRandom) -> String {
+    public static func pseudoWord(_ rng: inout SeededRandom) -> String {
         let c = Array("bcdfghjklmnprstvwz"), v = Array("aeiou")
         var s = ""
         for _ in 0..<rng.int(2...4) { s.append(c[rng.int(0...(c.count - 1))]); s.append(v[rng.int(0...(v.count - 1))]) }

@@ -1,32 +1,6 @@
+import Basics
 import Foundation
 import TensorCore
-
-/// A deterministic generator (SplitMix64) with normal samples (Box–Muller), so random models and
-/// test data are identical on every machine for a given seed.
-public struct SeededRandom: Sendable {
-    var state: UInt64
-    var spare: Float?
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    public mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
-
-    public mutating func normal() -> Float {
-        if let s = spare { spare = nil; return s }
-        let u1 = max(uniform(), 1e-300), u2 = uniform()
-        let r = (-2 * log(u1)).squareRoot()
-        spare = Float(r * sin(2 * .pi * u2))
-        return Float(r * cos(2 * .pi * u2))
-    }
-}
 
 /// Writes a random-initialised Llama-family model directory (config.json + safetensors), the
 /// weights named and shaped as transformers' `LlamaForCausalLM`/`Qwen2ForCausalLM`/`MistralForCausalLM`

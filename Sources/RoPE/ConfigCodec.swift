@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// The keys of one rope dict: transformers 4.x `rope_scaling` or 5.x `rope_parameters` (flat or one layer type's
@@ -24,10 +25,10 @@ public struct HFRopeParameters: Codable, Sendable, Equatable {
     public var shortFactor: [Double]?
     public var longFactor: [Double]?
     /// Keys not modelled above (e.g. `finetuned`, `mrope_section`), sorted by key.
-    public var otherKeys: [RopeJSONMember]
+    public var otherKeys: JSONObject
 
     public init() {
-        otherKeys = []
+        otherKeys = JSONObject()
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -69,9 +70,9 @@ public struct HFRopeParameters: Codable, Sendable, Equatable {
         longFactor = try c.decodeIfPresent([Double].self, forKey: .longFactor)
         let any = try decoder.container(keyedBy: AnyKey.self)
         let known = Set(CodingKeys.allCases.map(\.rawValue))
-        otherKeys = try any.allKeys.filter { !known.contains($0.stringValue) }
+        otherKeys = JSONObject(try any.allKeys.filter { !known.contains($0.stringValue) }
             .sorted { $0.stringValue < $1.stringValue }
-            .map { RopeJSONMember($0.stringValue, try any.decode(RopeJSONValue.self, forKey: $0)) }
+            .map { ($0.stringValue, try any.decode(JSONValue.self, forKey: $0)) })
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -93,7 +94,7 @@ public struct HFRopeParameters: Codable, Sendable, Equatable {
         try c.encodeIfPresent(shortFactor, forKey: .shortFactor)
         try c.encodeIfPresent(longFactor, forKey: .longFactor)
         var any = encoder.container(keyedBy: AnyKey.self)
-        for member in otherKeys { try any.encode(member.value, forKey: AnyKey(member.key)) }
+        for (key, value) in otherKeys.entries { try any.encode(value, forKey: AnyKey(key)) }
     }
 
     /// Whether the dict is empty (Python falsiness: `{}` counts as absent for `rope_scaling or rope_parameters`).
@@ -109,7 +110,7 @@ public struct HFRopeParameters: Codable, Sendable, Equatable {
         note(betaFast, .betaFast); note(betaSlow, .betaSlow); note(mscale, .mscale); note(mscaleAllDim, .mscaleAllDim)
         note(truncate, .truncate); note(lowFreqFactor, .lowFreqFactor); note(highFreqFactor, .highFreqFactor)
         note(shortFactor, .shortFactor); note(longFactor, .longFactor)
-        return keys + otherKeys.map(\.key)
+        return keys + otherKeys.keys
     }
 
     /// Keys transformers 5.23 expects for each rope type (required ∪ optional, plus `rope_type`, `type`,
@@ -143,7 +144,7 @@ public enum HFRopeParametersField: Codable, Sendable, Equatable {
         let looksNested = !any.allKeys.isEmpty && any.allKeys.allSatisfy { key in
             !modelled.contains(key.stringValue)
                 && ((try? any.decodeNil(forKey: key)) == true
-                    || (try? any.decode([String: RopeJSONValue].self, forKey: key)) != nil)
+                    || (try? any.decode([String: JSONValue].self, forKey: key)) != nil)
         }
         if looksNested {
             var layers: [String: HFRopeParameters?] = [:]
@@ -419,12 +420,12 @@ extension RopeConfiguration {
 
     /// The scaling keys of this configuration in transformers' spelling and a stable order
     /// (no `rope_type`/`rope_theta`/`partial_rotary_factor`). Doubles stay doubles, lengths are ints.
-    public var scalingMembers: [RopeJSONMember] {
-        var members: [RopeJSONMember] = []
-        func add(_ key: String, _ value: Double?) { if let value { members.append(RopeJSONMember(key, .double(value))) } }
+    public var scalingMembers: JSONObject {
+        var members: [(String, JSONValue)] = []
+        func add(_ key: String, _ value: Double?) { if let value { members.append((key, .double(value))) } }
         add("factor", factor)
         if let originalMaxPositionEmbeddings, [.yarn, .llama3, .longrope].contains(ropeType) {
-            members.append(RopeJSONMember("original_max_position_embeddings", .int(originalMaxPositionEmbeddings)))
+            members.append(("original_max_position_embeddings", .int(originalMaxPositionEmbeddings)))
         }
         switch ropeType {
         case .llama3:
@@ -436,15 +437,15 @@ extension RopeConfiguration {
             add("mscale", mscale)
             add("mscale_all_dim", mscaleAllDim)
             add("attention_factor", attentionFactor)
-            if let truncate { members.append(RopeJSONMember("truncate", .bool(truncate))) }
+            if let truncate { members.append(("truncate", .bool(truncate))) }
         case .longrope:
             add("attention_factor", attentionFactor)
-            if let shortFactor { members.append(RopeJSONMember("short_factor", .array(shortFactor.map { .double($0) }))) }
-            if let longFactor { members.append(RopeJSONMember("long_factor", .array(longFactor.map { .double($0) }))) }
+            if let shortFactor { members.append(("short_factor", .array(shortFactor.map { .double($0) }))) }
+            if let longFactor { members.append(("long_factor", .array(longFactor.map { .double($0) }))) }
         default:
             break
         }
-        return members
+        return JSONObject(members)
     }
 
     /// Top-level `config.json` keys to set so that transformers reads this configuration back, in order.
@@ -459,43 +460,43 @@ extension RopeConfiguration {
     /// `original_max_position_embeddings` (needed when the source config has one: transformers 5.x lets it
     /// override the dict). `extraRopeKeys` (e.g. a preserved `mrope_section`) are appended to each rope dict.
     public func hfConfigUpdates(format: HFConfigFormat, topLevelOriginal: Bool = false,
-                                extraRopeKeys: [RopeJSONMember] = []) -> [RopeJSONMember] {
+                                extraRopeKeys: JSONObject = JSONObject()) -> JSONObject {
         let config = exportable
-        var updates: [RopeJSONMember] = []
-        let scaling = config.scalingMembers + extraRopeKeys
-        let typeMember = RopeJSONMember("rope_type", .string(config.ropeType.rawValue))
+        var updates: [(String, JSONValue)] = []
+        let scaling = config.scalingMembers.entries + extraRopeKeys.entries
+        let typeMember: (String, JSONValue) = ("rope_type", .string(config.ropeType.rawValue))
         if format != .transformers5 {
-            updates.append(RopeJSONMember("rope_theta", .double(config.theta)))
+            updates.append(("rope_theta", .double(config.theta)))
             if config.ropeType == .default && extraRopeKeys.isEmpty {
-                updates.append(RopeJSONMember("rope_scaling", .null))
+                updates.append(("rope_scaling", .null))
             } else {
-                updates.append(RopeJSONMember("rope_scaling", .object([typeMember] + scaling)))
+                updates.append(("rope_scaling", .object(JSONObject([typeMember] + scaling))))
             }
             if config.partialRotaryFactor != 1 {
-                updates.append(RopeJSONMember("partial_rotary_factor", .double(config.partialRotaryFactor)))
+                updates.append(("partial_rotary_factor", .double(config.partialRotaryFactor)))
             }
         }
         if format == .transformers5 {
             // A stale `rope_scaling` would win over `rope_parameters` in transformers 5.x.
-            updates.append(RopeJSONMember("rope_scaling", .null))
+            updates.append(("rope_scaling", .null))
         }
         if format == .transformers4 {
             // A stale `rope_parameters` would be read by transformers 5.x when `rope_scaling` is null.
-            updates.append(RopeJSONMember("rope_parameters", .null))
+            updates.append(("rope_parameters", .null))
         } else {
-            var dict = [typeMember, RopeJSONMember("rope_theta", .double(config.theta))]
+            var dict: [(String, JSONValue)] = [typeMember, ("rope_theta", .double(config.theta))]
             if config.partialRotaryFactor != 1 {
-                dict.append(RopeJSONMember("partial_rotary_factor", .double(config.partialRotaryFactor)))
+                dict.append(("partial_rotary_factor", .double(config.partialRotaryFactor)))
             }
-            updates.append(RopeJSONMember("rope_parameters", .object(dict + scaling)))
+            updates.append(("rope_parameters", .object(JSONObject(dict + scaling))))
         }
         if let maxPositionEmbeddings = config.maxPositionEmbeddings {
-            updates.append(RopeJSONMember("max_position_embeddings", .int(maxPositionEmbeddings)))
+            updates.append(("max_position_embeddings", .int(maxPositionEmbeddings)))
         }
         if topLevelOriginal, let original = config.originalMaxPositionEmbeddings ?? config.trainedContextLength {
-            updates.append(RopeJSONMember("original_max_position_embeddings", .int(original)))
+            updates.append(("original_max_position_embeddings", .int(original)))
         }
-        return updates
+        return JSONObject(updates)
     }
 }
 

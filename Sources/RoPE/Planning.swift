@@ -126,33 +126,6 @@ extension RoPE {
         return Foundation.pow(theta, ratio)
     }
 
-    /// Parses a context length such as `131072`, `128K`, `1M`, `0.5M`, `4m` (K = 1024, M = 1024², G = 1024³).
-    /// Returns `nil` for anything else, including non-positive and non-integral results.
-    public static func parseLength(_ text: String) -> Int? {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        guard let last = trimmed.last else { return nil }
-        let multipliers: [Character: Double] = ["k": 1024, "K": 1024, "m": 1_048_576, "M": 1_048_576,
-                                                "g": 1_073_741_824, "G": 1_073_741_824]
-        let multiplier = multipliers[last] ?? 1
-        let digits = multipliers[last] == nil ? trimmed : String(trimmed.dropLast())
-        guard !digits.isEmpty, digits.allSatisfy({ $0.isNumber || $0 == "." }), let value = Double(digits) else {
-            return nil
-        }
-        let total = value * multiplier
-        guard total >= 1, total < 1e15, let whole = Int(exactly: total) else { return nil }
-        return whole
-    }
-
-    /// Compact length label: `8K`, `128K`, `1M`, `1.5M`, or the plain number when not a multiple of 1024.
-    public static func formatLength(_ length: Int) -> String {
-        if length >= 1_048_576 && length % 131_072 == 0 {
-            let value = Double(length) / 1_048_576
-            return value == value.rounded() ? "\(Int(value))M" : "\(value)M"
-        }
-        if length >= 1024 && length % 1024 == 0 { return "\(length / 1024)K" }
-        return "\(length)"
-    }
-
     /// Per-pair comparison of two frequency sets: wavelengths, rotations within `L0` (original) and `L` (new), the
     /// stretch `λ/λ0`, and the regime: `kept` when `|λ/λ0 − 1| ≤ 1e-6`, `interpolated` when `λ/λ0 ≥ referenceFactor·(1 − 1e-6)`,
     /// otherwise `blended`.

@@ -3,17 +3,17 @@ import Foundation
 import Hummingbird
 import NIOCore
 
-/// An OpenAI-compatible HTTP server over a local text generator (`longctx serve`):
+/// An OpenAI-compatible HTTP server over a completion backend (`longctx serve` serves the built-in engine):
 /// `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (both with `stream: true` as
 /// Server-Sent Events ending in `data: [DONE]`), `POST /tokenize` (vLLM's shape) and `GET /health`.
-/// Requests are served one at a time by a `SerialGenerator` (the engine is not thread-safe).
+/// Each HTTP request becomes one `CompletionRequest` to the backend (which serialises what must be serial).
 public struct OpenAIServer: Sendable {
-    public let generator: SerialGenerator
+    public let backend: any CompletionBackend
     public let host: String
     public let port: Int
 
-    public init(generator: SerialGenerator, host: String = "127.0.0.1", port: Int = 8000) {
-        self.generator = generator
+    public init(backend: any CompletionBackend, host: String = "127.0.0.1", port: Int = 8000) {
+        self.backend = backend
         self.host = host
         self.port = port
     }
@@ -29,9 +29,10 @@ public struct OpenAIServer: Sendable {
         json(["error": ["message": message, "type": status.code >= 500 ? "server_error" : "invalid_request_error", "code": Int(status.code)]], status: status)
     }
 
-    /// Decoded sampling fields of a completions/chat request (OpenAI names; absent fields take OpenAI defaults).
+    /// Decoded sampling fields of a completions/chat request (OpenAI names; absent fields take OpenAI defaults,
+    /// seed 0); `request.prompt` is filled in by the endpoint.
     struct Sampling {
-        var parameters: TextGenerationParameters
+        var request: CompletionRequest
         var stream: Bool
         var includeUsage: Bool
 
@@ -41,9 +42,9 @@ public struct OpenAIServer: Sendable {
             guard maxTokens >= 0 else { throw Failure(status: .badRequest, message: "max_tokens must be >= 0") }
             var stops: [String] = []
             if let s = o["stop"] as? String { stops = [s] } else if let s = o["stop"] as? [String] { stops = s }
-            parameters = TextGenerationParameters(maxTokens: maxTokens, temperature: num("temperature") ?? 1,
-                                                  topK: (o["top_k"] as? Int) ?? 0, topP: num("top_p") ?? 1,
-                                                  seed: UInt64(truncatingIfNeeded: (o["seed"] as? Int) ?? 0), stopStrings: stops)
+            request = CompletionRequest(prompt: "", maxTokens: maxTokens, temperature: num("temperature") ?? 1,
+                                        topK: (o["top_k"] as? Int) ?? 0, topP: num("top_p") ?? 1,
+                                        seed: UInt64(truncatingIfNeeded: (o["seed"] as? Int) ?? 0), stop: stops)
             stream = (o["stream"] as? Bool) ?? false
             includeUsage = ((o["stream_options"] as? [String: Any])?["include_usage"] as? Bool) ?? false
         }
@@ -59,17 +60,20 @@ public struct OpenAIServer: Sendable {
 
     /// The router with every endpoint.
     public func router() -> Router<BasicRequestContext> {
-        let gen = generator
+        let gen = backend
         let router = Router()
         router.get("/health") { _, _ in Self.json(["status": "ok"]) }
         router.get("/v1/models") { _, _ in
-            Self.json(["object": "list", "data": [["id": gen.modelName, "object": "model", "created": 0, "owned_by": "longctx"]]])
+            Self.json(["object": "list", "data": [["id": gen.model, "object": "model", "created": 0, "owned_by": "longctx"]]])
         }
         router.post("/tokenize") { req, _ in
             do {
                 let o = try await Self.body(req)
                 guard let p = o["prompt"] as? String else { throw Failure(status: .badRequest, message: "'prompt' (string) is required") }
-                let ids = await gen.encode(p)
+                let ids: [Int]
+                do { ids = try await gen.tokenize(p) } catch {
+                    throw Failure(status: .notImplemented, message: "tokenize: \(error)")
+                }
                 return Self.json(["tokens": ids, "count": ids.count])
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
@@ -105,23 +109,32 @@ public struct OpenAIServer: Sendable {
         return router
     }
 
-    static func usage(_ out: TextGenerationOutput) -> [String: Int] {
-        ["prompt_tokens": out.promptIds.count, "completion_tokens": out.generatedIds.count,
-         "total_tokens": out.promptIds.count + out.generatedIds.count]
+    static func usage(_ out: CompletionResponse) -> [String: Int] {
+        let prompt = out.promptTokens ?? 0, completion = out.completionTokens ?? 0
+        return ["prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion]
     }
 
-    static func generate(_ gen: SerialGenerator, prompt: String, sampling: Sampling, chat: Bool) async throws -> Response {
+    /// The error line a failed generation reports (a backend's own failure message, else "generation failed: …").
+    static func failure(_ error: any Error) -> String {
+        (error as? BackendFailure)?.message ?? "generation failed: \(error)"
+    }
+
+    static func generate(_ gen: any CompletionBackend, prompt: String, sampling: Sampling, chat: Bool) async throws -> Response {
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased().prefix(12)
         let created = Int(Date().timeIntervalSince1970)
-        let model = gen.modelName
+        let model = gen.model
+        var filled = sampling.request
+        filled.prompt = prompt
+        let request = filled
         if !sampling.stream {
-            let out: TextGenerationOutput
-            do { out = try await gen.generate(prompt: prompt, parameters: sampling.parameters) } catch {
-                return Self.error(.internalServerError, "generation failed: \(error)")
+            let out: CompletionResponse
+            do { out = try await gen.complete(request) } catch {
+                return Self.error(.internalServerError, failure(error))
             }
+            let finish = out.finishReason ?? "stop"
             let choice: [String: Any] = chat
-                ? ["index": 0, "message": ["role": "assistant", "content": out.text], "finish_reason": out.finishReason]
-                : ["index": 0, "text": out.text, "finish_reason": out.finishReason, "logprobs": NSNull()]
+                ? ["index": 0, "message": ["role": "assistant", "content": out.text], "finish_reason": finish]
+                : ["index": 0, "text": out.text, "finish_reason": finish, "logprobs": NSNull()]
             return json(["id": id, "object": chat ? "chat.completion" : "text_completion", "created": created,
                          "model": model, "choices": [choice], "usage": usage(out)])
         }
@@ -138,21 +151,20 @@ public struct OpenAIServer: Sendable {
             return ["id": id, "object": object, "created": created, "model": model, "choices": [choice]]
         }
         let includeUsage = sampling.includeUsage
-        let params = sampling.parameters
         Task {
             if chat { cont.yield(event(["id": id, "object": object, "created": created, "model": model,
                                         "choices": [["index": 0, "delta": ["role": "assistant"], "finish_reason": NSNull()]]])) }
             do {
-                let out = try await gen.generate(prompt: prompt, parameters: params) { piece in
+                let out = try await gen.complete(request) { piece in
                     if !piece.isEmpty { cont.yield(event(chunk(piece, finish: nil))) }
                     return true
                 }
-                cont.yield(event(chunk(nil, finish: out.finishReason)))
+                cont.yield(event(chunk(nil, finish: out.finishReason ?? "stop")))
                 if includeUsage {
                     cont.yield(event(["id": id, "object": object, "created": created, "model": model, "choices": [], "usage": usage(out)]))
                 }
             } catch {
-                cont.yield(event(["error": ["message": "generation failed: \(error)", "type": "server_error"]]))
+                cont.yield(event(["error": ["message": failure(error), "type": "server_error"]]))
             }
             cont.yield(ByteBuffer(string: "data: [DONE]\n\n"))
             cont.finish()

@@ -11,6 +11,7 @@
 //   longctx-bench ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]
 //                                         -> per task: seconds to generate and length-fit RULER samples (the code
 //                                            path of `longctx eval ruler`), timed after the tokenizer is loaded
+import Basics
 import Evaluation
 import Foundation
 import ModelIO

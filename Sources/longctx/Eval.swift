@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import EvalBackends
 import Evaluation
 import Foundation
@@ -10,6 +11,11 @@ struct Eval: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Long-context evaluation: passkey, needle-in-a-haystack grids and the RULER suite.",
         subcommands: [EvalPasskey.self, EvalNIAH.self, EvalRuler.self])
+
+    /// The `--lengths` list (`1K,2K,4K`), an error naming the option and the bad part.
+    static func lengths(_ text: String) throws -> [Int] {
+        do { return try parseLengths(text) } catch { throw EvalError("--lengths: \(error)") }
+    }
 }
 
 /// Options shared by every `longctx eval` suite.
@@ -57,7 +63,7 @@ struct EvalOptions: ParsableArguments {
                 }
             }
             let name = URL(fileURLWithPath: model).lastPathComponent
-            return (tok, try format(tok), LocalBackend(SerialGenerator(EngineGenerator(lm, name: name))), "engine:\(model)")
+            return (tok, try format(tok), EngineBackend(lm, model: name), "engine:\(model)")
         }
         let tok = try Tokenizer.load(directory: try ModelResolver.resolve(tokenizer!))
         let key = ProcessInfo.processInfo.environment[apiKeyEnv]
@@ -117,7 +123,7 @@ struct EvalPasskey: AsyncParsableCommand {
         let (tok, format, backend, describe) = try await options.setup()
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: tok), format: format, seed: options.seed)
         var samples: [EvalSample] = []
-        for l in try EvalOutputs.parseLengths(lengths) {
+        for l in try Eval.lengths(lengths) {
             for d in try EvalOutputs.parseDepths(depths) {
                 options.progressMaking("passkey \(l) d\(d)")
                 samples += try maker.samples(Passkey.spec(depthPercent: d), length: l, count: options.samples ?? 5, depth: d)
@@ -142,7 +148,7 @@ struct EvalNIAH: AsyncParsableCommand {
         if let maxTokens { s.tokensToGenerate = maxTokens }
         let (tok, format, backend, describe) = try await options.setup()
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: tok), format: format, seed: options.seed)
-        let ls = try lengths.map(EvalOutputs.parseLengths) ?? s.lengths
+        let ls = try lengths.map(Eval.lengths) ?? s.lengths
         let ds = try depths.map(EvalOutputs.parseDepths) ?? s.depths
         let sentences = try NIAHSuite.sentences(files: haystack, essay: EssayGenerator(), minimum: max((ls.max() ?? 0) / 4, 64))
         let hay = haystack.isEmpty ? EssayGenerator.identity : "files:" + haystack.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ",")
@@ -179,7 +185,7 @@ struct EvalRuler: AsyncParsableCommand {
         let (tok, format, backend, describe) = try await options.setup()
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: tok), format: format, seed: options.seed)
         var samples: [EvalSample] = []
-        for l in try lengths.map(EvalOutputs.parseLengths) ?? cfg.lengths {
+        for l in try lengths.map(Eval.lengths) ?? cfg.lengths {
             for t in names {
                 options.progressMaking("\(t) \(l)")
                 samples += try maker.samples(suite.spec(t, length: l, maker: maker), length: l, count: options.samples ?? 10)

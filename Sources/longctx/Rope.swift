@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import Foundation
 import ModelIO
 import RoPE
@@ -17,7 +18,7 @@ extension HFConfigFormat: ExpressibleByArgument {}
 struct ContextLength: ExpressibleByArgument, Sendable {
     let value: Int
     init?(argument: String) {
-        guard let value = RoPE.parseLength(argument) else { return nil }
+        guard let value = parseLength(argument) else { return nil }
         self.value = value
     }
     static var defaultCompletionKind: CompletionKind { .default }
@@ -27,12 +28,7 @@ struct ContextLength: ExpressibleByArgument, Sendable {
 struct ContextLengthList: ExpressibleByArgument, Sendable {
     let values: [Int]
     init?(argument: String) {
-        var values: [Int] = []
-        for part in argument.split(separator: ",", omittingEmptySubsequences: false) {
-            guard let value = RoPE.parseLength(String(part)) else { return nil }
-            values.append(value)
-        }
-        guard !values.isEmpty else { return nil }
+        guard let values = try? parseLengths(argument), !values.isEmpty else { return nil }
         self.values = values
     }
 }
@@ -137,23 +133,6 @@ struct RopeCommandError: Error, CustomStringConvertible {
 // MARK: - Conversions and formatting shared by the rope commands
 
 enum RopeFormat {
-    /// RoPE's JSON values as ModelIO's ordered JSON (doubles as Python writes them).
-    static func json(_ value: RopeJSONValue) -> JSONValue {
-        switch value {
-        case .null: return .null
-        case .bool(let b): return .bool(b)
-        case .int(let i): return .int(i)
-        case .double(let d): return .double(d)
-        case .string(let s): return .string(s)
-        case .array(let a): return .array(a.map(json))
-        case .object(let members): return .object(JSONObject(members.map { ($0.key, json($0.value)) }))
-        }
-    }
-
-    static func object(_ members: [RopeJSONMember]) -> JSONObject {
-        JSONObject(members.map { ($0.key, json($0.value)) })
-    }
-
     /// `%.4g`-style number for tables.
     static func short(_ value: Double) -> String {
         if value == value.rounded() && abs(value) < 1e7 { return String(Int64(value)) }
@@ -164,16 +143,13 @@ enum RopeFormat {
 
     /// The scaling parameters of a configuration in one line (`factor 8, original 8192, …`).
     static func parameters(_ config: RopeConfiguration) -> String {
-        let members = config.scalingMembers.filter { !["short_factor", "long_factor"].contains($0.key) }
-        var parts = members.map { member -> String in
+        let members = config.scalingMembers.entries.filter { !["short_factor", "long_factor"].contains($0.0) }
+        var parts = members.map { key, member -> String in
             let value: String
-            switch member.value {
-            case .double(let d): value = number(d)
-            case .int(let i): value = String(i)
-            case .bool(let b): value = b ? "true" : "false"
-            default: value = member.value.jsonText
-            }
-            return "\(member.key) \(value)"
+            if let i = member.intValue { value = String(i) }
+            else if case .number = member, let d = member.doubleValue { value = number(d) }
+            else { value = member.inlineText }
+            return "\(key) \(value)"
         }
         if let short = config.shortFactor, let long = config.longFactor {
             parts.append("short_factor [\(short.count)], long_factor [\(long.count)]")
@@ -183,7 +159,7 @@ enum RopeFormat {
 
     /// The per-dimension table as text.
     static func table(_ rows: [RopeDimensionRow], trainedLength: Int, targetLength: Int) -> String {
-        let l0 = RoPE.formatLength(trainedLength), l = RoPE.formatLength(targetLength)
+        let l0 = formatLength(trainedLength), l = formatLength(targetLength)
         let headers = ["pair", "λ0 tokens", "turns in \(l0)", "λ tokens", "turns in \(l)", "scale", "regime"]
         var lines = [headers]
         for row in rows {

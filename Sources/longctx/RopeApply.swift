@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import Foundation
 import ModelIO
 import RoPE
@@ -57,15 +58,15 @@ struct RopeApplyCommand: AsyncParsableCommand {
             if case .flat(let flat) = source.config.ropeParameters { return flat }
             return nil
         }()
-        let extra = (oldDict?.otherKeys ?? []).filter { Self.preservedRopeKeys.contains($0.key) }
+        let extra = JSONObject((oldDict?.otherKeys.entries ?? []).filter { Self.preservedRopeKeys.contains($0.0) })
 
         var config = source.directory.configJSON
         let hadTopLevelOriginal = config["original_max_position_embeddings"] != nil
         let updates = stage.configuration.hfConfigUpdates(format: format, topLevelOriginal: hadTopLevelOriginal,
                                                           extraRopeKeys: extra)
-        for update in updates {
-            if update.value == .null && config[update.key] == nil { continue }
-            config[update.key] = RopeFormat.json(update.value)
+        for (key, value) in updates.entries {
+            if value == .null && config[key] == nil { continue }
+            config[key] = value
         }
 
         // Read the new config back the way transformers would and insist on the planned frequencies.
@@ -92,8 +93,8 @@ struct RopeApplyCommand: AsyncParsableCommand {
             object["trained_length"] = .int(result.trainedLength)
             object["target_length"] = .int(stage.targetLength)
             object["format"] = .string(format.rawValue)
-            object["config_updates"] = .object(RopeFormat.object(updates.filter {
-                !($0.value == .null && source.directory.configJSON[$0.key] == nil)
+            object["config_updates"] = .object(JSONObject(updates.entries.filter {
+                !($0.1 == .null && source.directory.configJSON[$0.0] == nil)
             }))
             object["weights"] = .string(weightsNote)
             object["rotary_dim"] = .int(stage.frequencies.rotaryDim)
@@ -104,7 +105,7 @@ struct RopeApplyCommand: AsyncParsableCommand {
         }
         RopeFormat.printWarnings(source.resolution.issues)
         var text = "wrote \(out) (\(weightsNote))\n"
-        text += "\(result.method.rawValue) \(RoPE.formatLength(result.trainedLength)) → \(RoPE.formatLength(stage.targetLength))"
+        text += "\(result.method.rawValue) \(formatLength(result.trainedLength)) → \(formatLength(stage.targetLength))"
         let parameters = RopeFormat.parameters(stage.configuration)
         text += ": θ \(RopeFormat.number(stage.configuration.exportable.theta))"
         if !parameters.isEmpty { text += ", \(parameters)" }

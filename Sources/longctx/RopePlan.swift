@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import Foundation
 import ModelIO
 import RoPE
@@ -30,7 +31,7 @@ struct RopePlanCommand: AsyncParsableCommand {
         let result = try plan.plan(source)
         let rows = result.dimensionTable()
         if let svg {
-            let title = "\(source.modelType): \(plan.method.rawValue) \(RoPE.formatLength(result.trainedLength)) → \(RoPE.formatLength(result.final.targetLength))"
+            let title = "\(source.modelType): \(plan.method.rawValue) \(formatLength(result.trainedLength)) → \(formatLength(result.final.targetLength))"
             let text = RoPE.dimensionPlotSVG(rows: rows, title: title, trainedLength: result.trainedLength,
                                              targetLength: result.final.targetLength)
             do {
@@ -56,7 +57,7 @@ struct RopePlanCommand: AsyncParsableCommand {
         object["rope_type"] = .string(config.ropeType.rawValue)
         object["rope_theta"] = .double(config.theta)
         object["rope_theta_exact"] = .double(stage.exactTheta)
-        for member in config.scalingMembers { object[member.key] = RopeFormat.json(member.value) }
+        for (key, value) in config.scalingMembers.entries { object[key] = value }
         object["max_position_embeddings"] = .int(stage.targetLength)
         object["attention_factor"] = .double(stage.frequencies.attentionFactor)
         if let ramp = stage.frequencies.yarnRamp {
@@ -64,7 +65,7 @@ struct RopePlanCommand: AsyncParsableCommand {
                                                       ("beta_fast", .double(ramp.betaFast)),
                                                       ("beta_slow", .double(ramp.betaSlow))]))
         }
-        object["config_updates"] = .object(RopeFormat.object(config.hfConfigUpdates(format: .both)))
+        object["config_updates"] = .object(config.hfConfigUpdates(format: .both))
         object["rotary_dim"] = .int(stage.frequencies.rotaryDim)
         object["inv_freq"] = .array(stage.frequencies.invFreq.map { JSONValue.float($0) })
         return object
@@ -78,7 +79,7 @@ struct RopePlanCommand: AsyncParsableCommand {
         var from = JSONObject()
         from["rope_type"] = .string(plan.source.ropeType.rawValue)
         from["rope_theta"] = .double(plan.source.theta)
-        for member in plan.source.scalingMembers { from[member.key] = RopeFormat.json(member.value) }
+        for (key, value) in plan.source.scalingMembers.entries { from[key] = value }
         if let maxPos = plan.source.maxPositionEmbeddings { from["max_position_embeddings"] = .int(maxPos) }
         object["source"] = .object(from)
         object["head_dim"] = .int(plan.base.headDim)
@@ -107,7 +108,7 @@ struct RopePlanCommand: AsyncParsableCommand {
         let parameters = RopeFormat.parameters(src)
         if !parameters.isEmpty { text += "; \(parameters)" }
         text += "\n"
-        text += "plan       \(plan.method.rawValue) from \(RoPE.formatLength(l0)) (\(l0)) to \(RoPE.formatLength(plan.final.targetLength)) (\(plan.final.targetLength))\n"
+        text += "plan       \(plan.method.rawValue) from \(formatLength(l0)) (\(l0)) to \(formatLength(plan.final.targetLength)) (\(plan.final.targetLength))\n"
         for note in plan.notes { text += "note       \(note)\n" }
         text += "\n"
 
@@ -121,7 +122,7 @@ struct RopePlanCommand: AsyncParsableCommand {
         var lines = [header]
         for (index, stage) in plan.stages.enumerated() {
             let c = stage.configuration
-            var line = [String(index + 1), "\(RoPE.formatLength(stage.targetLength))", RopeFormat.number(stage.ratio)]
+            var line = [String(index + 1), "\(formatLength(stage.targetLength))", RopeFormat.number(stage.ratio)]
             switch plan.method {
             case .yarn:
                 let ramp = stage.frequencies.yarnRamp!
@@ -150,8 +151,8 @@ struct RopePlanCommand: AsyncParsableCommand {
         let final = plan.final.configuration
         let updates = final.hfConfigUpdates(format: .both)
         text += "config.json (final stage; rope_scaling for transformers 4.x, rope_parameters for 5.x):\n"
-        for update in updates where update.key != "rope_parameters" {
-            text += "  \"\(update.key)\": \(update.value.jsonText)\n"
+        for (key, value) in updates.entries where key != "rope_parameters" {
+            text += "  \"\(key)\": \(value.inlineText)\n"
         }
         text += "\n"
         text += "per-dimension (final stage): \(RopeFormat.regimeRuns(rows))\n"

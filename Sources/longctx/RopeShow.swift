@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import Foundation
 import ModelIO
 import RoPE
@@ -56,7 +57,7 @@ struct RopeShowCommand: AsyncParsableCommand {
                 object["original_max_position_embeddings"] = .int(original)
             }
             if trained > 0 { object["trained_length"] = .int(trained) }
-            object["parameters"] = .object(RopeFormat.object(config.scalingMembers))
+            object["parameters"] = .object(config.scalingMembers)
             RopeFormat.frequenciesJSON(frequencies, into: &object)
             let multiplier = config.deepseekSoftmaxScaleMultiplier
             if multiplier != 1 { object["deepseek_softmax_scale_multiplier"] = .double(multiplier) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EvalBackends
 import Evaluation
 import Foundation
 import ModelIO
@@ -17,7 +18,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model))
         let id = name ?? URL(fileURLWithPath: model).lastPathComponent
-        let server = OpenAIServer(generator: SerialGenerator(EngineGenerator(lm, name: id)), host: host, port: port)
+        let server = OpenAIServer(backend: EngineBackend(lm, model: id), host: host, port: port)
         try await server.run { bound in
             FileHandle.standardError.write(Data("longctx serve: \(id) on http://\(host):\(bound)\n".utf8))
         }

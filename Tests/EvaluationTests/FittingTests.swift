@@ -1,3 +1,4 @@
+import Basics
 import Testing
 @testable import Evaluation
 
@@ -5,7 +6,7 @@ import Testing
 struct FittingTests {
     /// Monotone, roughly linear token counts with per-unit noise, plateaus and jumps.
     static func counts(_ seed: UInt64, units: Int) -> [Int] {
-        var r = EvalRandom(["fit", "\(seed)"])
+        var r = SeededRandom(["fit", "\(seed)"])
         let base = r.int(0...500)
         var c = [base]
         let slope = [1, 3, 17, 40][Int(seed % 4)]

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Testing
 import TestSupport
@@ -57,7 +58,7 @@ import TestSupport
     }
 
     @Test func lengthFitMatchesBruteForce() {
-        var rng = EvalRandom(seed: 5)
+        var rng = SeededRandom(seed: 5)
         for _ in 0..<200 {
             let limit = rng.int(0...5000), hint = rng.int(1...9000)
             let got = LengthFit.largest(lo: 0, budget: limit, hint: hint) { $0 }

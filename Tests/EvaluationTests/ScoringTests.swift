@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Testing
 import TestSupport
@@ -38,7 +39,7 @@ import TestSupport
     /// characters, mixed case and unicode, must agree exactly (scores and the rounded task score).
     @Test func agreesWithPythonDefinitions() throws {
         guard try TestSupport.interopEnabled(["json"]) else { return }
-        var rng = EvalRandom(seed: 11)
+        var rng = SeededRandom(seed: 11)
         let alphabet = Array("abcXYZ 01\t\n\u{01}\u{1f}éÉß-")
         var cases: [[String: Any]] = []
         for _ in 0..<300 {

@@ -11,8 +11,9 @@ import TestSupport
 /// A deterministic stand-in model for transport tests: one "token" per character, answering with the number
 /// that follows "pass key is " (the retrieval a perfect model would do). `failures` first calls throw;
 /// `delay` seconds are slept per call.
-final class ScriptedGenerator: TextGenerating, @unchecked Sendable {
-    let modelName = "scripted"
+actor ScriptedBackend: CompletionBackend {
+    nonisolated let model = "scripted"
+    nonisolated var name: String { "local:scripted" }
     var failures: Int
     let delay: Double
     var calls = 0
@@ -20,29 +21,28 @@ final class ScriptedGenerator: TextGenerating, @unchecked Sendable {
 
     struct Broken: Error, CustomStringConvertible { var description: String { "scripted failure" } }
 
-    func encode(_ text: String) -> [Int] { [0] + text.unicodeScalars.map { Int($0.value) } }
+    func tokenize(_ text: String) -> [Int] { [0] + text.unicodeScalars.map { Int($0.value) } }
     func chatPrompt(_ messages: [ChatTurn]) throws -> String {
         messages.map { "<\($0.role)>\($0.content)</\($0.role)>" }.joined() + "<assistant>"
     }
-    func generate(promptIds: [Int], parameters: TextGenerationParameters, onToken: (Int, String) -> Bool) throws -> TextGenerationOutput {
+    func complete(_ request: CompletionRequest, onText: @Sendable (String) -> Bool) throws -> CompletionResponse {
         calls += 1
         if delay > 0 { Thread.sleep(forTimeInterval: delay) }
         if failures > 0 { failures -= 1; throw Broken() }
-        let prompt = String(String.UnicodeScalarView(promptIds.dropFirst().compactMap { Unicode.Scalar(UInt32($0)) }))
+        let prompt = request.prompt
         var answer = " I do not know."
         if let r = prompt.range(of: "pass key is ", options: .backwards, range: prompt.startIndex..<prompt.index(prompt.endIndex, offsetBy: -40, limitedBy: prompt.startIndex)!) {
             answer = " " + prompt[r.upperBound...].prefix { $0.isNumber } + "."
         }
-        var ids: [Int] = []
+        var count = 0
         var text = ""
-        for ch in answer.prefix(parameters.maxTokens) {
-            ids.append(Int(ch.unicodeScalars.first!.value))
+        for ch in answer.prefix(request.maxTokens) {
+            count += 1
             text.append(ch)
-            if !onToken(ids.last!, String(ch)) { break }
+            if !onText(String(ch)) { break }
         }
-        return TextGenerationOutput(promptIds: promptIds, generatedIds: ids, text: text,
-                                    finishReason: ids.count >= parameters.maxTokens ? "length" : "stop",
-                                    prefillSeconds: 0, decodeSeconds: 0)
+        return CompletionResponse(text: text, promptTokens: tokenize(prompt).count, completionTokens: count,
+                                  finishReason: count >= request.maxTokens ? "length" : "stop")
     }
 }
 
@@ -76,8 +76,8 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
 
     @Test func httpAndLocalBackendsGiveTheSameAnswers() async throws {
         let samples = try Self.samples()
-        let gen = SerialGenerator(ScriptedGenerator())
-        let server = OpenAIServer(generator: gen)
+        let gen = ScriptedBackend()
+        let server = OpenAIServer(backend: gen)
         let dir = TestSupport.scratchDirectory("srv")
         let viaHTTP = try await withServer(server.router()) { url in
             let model = try await OpenAIBackend.firstModel(url: url + "/v1", apiKey: "k", timeoutSeconds: 600)
@@ -89,7 +89,7 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
             return store.results
         }
         let local = try ResultStore(path: dir + "/local.jsonl")
-        try await EvalRunner.run(samples: samples, backend: LocalBackend(gen), store: local)
+        try await EvalRunner.run(samples: samples, backend: gen, store: local)
         let byId = Dictionary(uniqueKeysWithValues: local.results.map { ($0.id, $0) })
         #expect(viaHTTP.count == samples.count)
         for r in viaHTTP {
@@ -101,7 +101,7 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
     }
 
     @Test func chatEndpointAndStreaming() async throws {
-        let server = OpenAIServer(generator: SerialGenerator(ScriptedGenerator()))
+        let server = OpenAIServer(backend: ScriptedBackend())
         try await withServer(server.router()) { url in
             let prompt = "The pass key is 777. Remember it. " + String(repeating: "filler ", count: 10) + "What is the pass key?"
             let chat = OpenAIBackend(url: url, model: "scripted", apiKey: nil, options: Self.fastOptions(.chat))
@@ -135,7 +135,7 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
     }
 
     @Test func serverErrorsAreRetriedThenSucceed() async throws {
-        let server = OpenAIServer(generator: SerialGenerator(ScriptedGenerator(failures: 2)))
+        let server = OpenAIServer(backend: ScriptedBackend(failures: 2))
         try await withServer(server.router()) { url in
             let b = OpenAIBackend(url: url, model: "scripted", apiKey: nil, options: Self.fastOptions(attempts: 3))
             let r = try await b.complete(CompletionRequest(prompt: "The pass key is 12. Remember it." + String(repeating: " x", count: 30), maxTokens: 8))
@@ -146,7 +146,7 @@ func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sen
 
     @Test func persistentFailuresAreRecordedNotScored() async throws {
         let samples = Array(try Self.samples().prefix(2))
-        let server = OpenAIServer(generator: SerialGenerator(ScriptedGenerator(failures: 1000)))
+        let server = OpenAIServer(backend: ScriptedBackend(failures: 1000))
         let dir = TestSupport.scratchDirectory("fail")
         try await withServer(server.router()) { url in
             let b = OpenAIBackend(url: url, model: "scripted", apiKey: nil, options: Self.fastOptions(attempts: 3))

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Testing
 import RoPE
@@ -130,9 +131,10 @@ struct CodecTests {
             "rope_scaling": ["type": "yarn", "factor": 16.0, "original_max_position_embeddings": 4096,
                              "finetuned": true, "mrope_section": [16, 24, 24]],
         ]))
-        let keys = decoded.ropeScaling?.otherKeys.map(\.key)
+        let keys = decoded.ropeScaling?.otherKeys.keys
         #expect(keys == ["finetuned", "mrope_section"])
-        #expect(decoded.ropeScaling?.otherKeys.first?.value == .bool(true))
+        #expect(decoded.ropeScaling?.otherKeys["finetuned"] == .bool(true))
+        #expect(decoded.ropeScaling?.otherKeys["mrope_section"] == .array([.int(16), .int(24), .int(24)]))
     }
 
     // MARK: writing
@@ -177,24 +179,25 @@ struct CodecTests {
         let config = RopeConfiguration(ropeType: .yarn, theta: 500000, headDim: 128, maxPositionEmbeddings: 1 << 20,
                                        factor: 128, originalMaxPositionEmbeddings: 8192, betaFast: 4, betaSlow: 1)
         let updates = config.hfConfigUpdates(format: .both)
-        #expect(updates.map(\.key) == ["rope_theta", "rope_scaling", "rope_parameters", "max_position_embeddings"])
-        let scaling = updates[1].value
+        #expect(updates.keys == ["rope_theta", "rope_scaling", "rope_parameters", "max_position_embeddings"])
+        let scaling = updates.entries[1].1
         #expect(scaling["rope_type"] == .string("yarn"))
         #expect(scaling["factor"] == .double(128))
         #expect(scaling["original_max_position_embeddings"] == .int(8192))
         #expect(scaling["rope_theta"] == nil)
-        #expect(updates[2].value["rope_theta"] == .double(500000))
-        #expect(scaling.jsonText == #"{"rope_type": "yarn", "factor": 128.0, "original_max_position_embeddings": 8192, "beta_fast": 4.0, "beta_slow": 1.0}"#)
-        #expect(updates[3].value == .int(1 << 20))
+        #expect(updates.entries[2].1["rope_theta"] == .double(500000))
+        #expect(scaling.inlineText == #"{"rope_type": "yarn", "factor": 128.0, "original_max_position_embeddings": 8192, "beta_fast": 4.0, "beta_slow": 1.0}"#)
+        #expect(updates.entries[3].1 == .int(1 << 20))
 
-        let v5 = config.hfConfigUpdates(format: .transformers5).map(\.key)
+        let v5 = config.hfConfigUpdates(format: .transformers5).keys
         #expect(v5 == ["rope_scaling", "rope_parameters", "max_position_embeddings"])
-        let v4 = config.hfConfigUpdates(format: .transformers4).map(\.key)
+        let v4 = config.hfConfigUpdates(format: .transformers4).keys
         #expect(v4 == ["rope_theta", "rope_scaling", "rope_parameters", "max_position_embeddings"])
         let plain = config.unscaled.hfConfigUpdates(format: .transformers4)
-        #expect(plain.first { $0.key == "rope_scaling" }?.value == .null)
+        #expect(plain["rope_scaling"] == .null)
         let top = config.hfConfigUpdates(format: .both, topLevelOriginal: true)
-        #expect(top.last == RopeJSONMember("original_max_position_embeddings", .int(8192)))
+        #expect(top.entries.last?.0 == "original_max_position_embeddings")
+        #expect(top.entries.last?.1 == .int(8192))
     }
 
     @Test("ntk is written as plain RoPE with the NTK-aware theta, identical frequencies")
@@ -204,17 +207,16 @@ struct CodecTests {
         #expect(exported.ropeType == .default)
         #expect(exported.theta == 10000 * pow(4.0, 128.0 / 126.0))
         #expect(try exported.frequencies().invFreq == ntk.frequencies().invFreq)
-        let scaling = ntk.hfConfigUpdates(format: .transformers4).first { $0.key == "rope_scaling" }
-        #expect(scaling?.value == .null)
+        let scaling = ntk.hfConfigUpdates(format: .transformers4)["rope_scaling"]
+        #expect(scaling == .null)
     }
 
     @Test("JSON text of doubles keeps a fraction")
     func doubleText() {
-        #expect(RopeJSONValue.double(3580165449).jsonText == "3580165449.0")
-        #expect(RopeJSONValue.double(0.1).jsonText == "0.1")
-        #expect(RopeJSONValue.double(1e-5).jsonText == "1e-05")
-        #expect(RopeJSONValue.double(.nan).jsonText == "null")
-        #expect(RopeJSONValue.string("a\"b\n").jsonText == #""a\"b\n""#)
+        #expect(JSONValue.double(3580165449).inlineText == "3580165449.0")
+        #expect(JSONValue.double(0.1).inlineText == "0.1")
+        #expect(JSONValue.double(1e-5).inlineText == "1e-05")
+        #expect(JSONValue.string("a\"b\n").inlineText == #""a\"b\n""#)
     }
 
     // MARK: GGUF

@@ -141,24 +141,6 @@ struct PlanningTests {
         #expect(override?.final.configuration.factor == 16)
     }
 
-    @Test("length parsing and formatting")
-    func lengths() {
-        #expect(RoPE.parseLength("1M") == 1_048_576)
-        #expect(RoPE.parseLength("128K") == 131_072)
-        #expect(RoPE.parseLength("32k") == 32_768)
-        #expect(RoPE.parseLength("0.5M") == 524_288)
-        #expect(RoPE.parseLength("4m") == 4_194_304)
-        #expect(RoPE.parseLength("131072") == 131_072)
-        #expect(RoPE.parseLength("") == nil)
-        #expect(RoPE.parseLength("-1K") == nil)
-        #expect(RoPE.parseLength("1.5") == nil)
-        #expect(RoPE.parseLength("abc") == nil)
-        #expect(RoPE.formatLength(1_048_576) == "1M")
-        #expect(RoPE.formatLength(131_072) == "128K")
-        #expect(RoPE.formatLength(1_572_864) == "1.5M")
-        #expect(RoPE.formatLength(1000) == "1000")
-    }
-
     @Test("SVG plot is well-formed and has one marker per pair and panel")
     func svg() throws {
         let source = try resolve(llama31Config)

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import RoPE
 
@@ -36,23 +37,22 @@ var llama31Config: [String: Any] {
 }
 
 /// Applies top-level updates to a config object, the way `rope apply` does (set or replace keys).
-func applying(_ updates: [RopeJSONMember], to object: [String: Any]) -> [String: Any] {
+func applying(_ updates: JSONObject, to object: [String: Any]) -> [String: Any] {
     var result = object
-    for update in updates { result[update.key] = foundationValue(update.value) }
+    for (key, value) in updates.entries { result[key] = foundationValue(value) }
     return result
 }
 
-func foundationValue(_ value: RopeJSONValue) -> Any {
+func foundationValue(_ value: JSONValue) -> Any {
     switch value {
     case .null: return NSNull()
     case .bool(let b): return b
-    case .int(let i): return i
-    case .double(let d): return d
+    case .number: return value.intValue.map { $0 as Any } ?? value.doubleValue!
     case .string(let s): return s
     case .array(let a): return a.map(foundationValue)
     case .object(let members):
         var dictionary: [String: Any] = [:]
-        for member in members { dictionary[member.key] = foundationValue(member.value) }
+        for (key, member) in members.entries { dictionary[key] = foundationValue(member) }
         return dictionary
     }
 }

@@ -3,8 +3,9 @@ import Foundation
 /// A JSON value that keeps what a round trip must not change: the order of object keys and the
 /// exact text of numbers (`1e-05` stays `1e-05`, `500000.0` stays `500000.0`).
 ///
-/// Used for Hugging Face `config.json` files (unknown fields survive a rewrite) and safetensors
-/// headers (integers are checked exactly, never through `Double`).
+/// The project's one JSON value type. Used for Hugging Face `config.json` files (unknown fields survive a
+/// rewrite), safetensors headers (integers are checked exactly, never through `Double`) and RoPE config keys
+/// (`.int(8192)` and `.double(8.0)` stay distinct: `8192` and `8.0`, as transformers' validators expect).
 public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
     case null
     case bool(Bool)
@@ -58,6 +59,13 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { serialized(indent: nil) }
 
+    /// One-line JSON with Python's default `json.dumps` separators (`", "` and `": "`), for display.
+    public var inlineText: String {
+        var out = ""
+        write(into: &out, indent: nil, level: 0, spaced: true)
+        return out
+    }
+
     // MARK: parsing
 
     /// Parses UTF-8 JSON text. Duplicate object keys, trailing data and invalid UTF-8 are errors.
@@ -80,7 +88,8 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
         return out
     }
 
-    func write(into out: inout String, indent: Int?, level: Int) {
+    /// `spaced` (only without `indent`) puts a space after `,` and `:` as Python's default separators do.
+    func write(into out: inout String, indent: Int?, level: Int, spaced: Bool = false) {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
@@ -90,9 +99,9 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
             if a.isEmpty { out += "[]"; return }
             out += "["
             for (i, v) in a.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out += spaced ? ", " : "," }
                 if let ind = indent { out += "\n" + String(repeating: " ", count: ind * (level + 1)) }
-                v.write(into: &out, indent: indent, level: level + 1)
+                v.write(into: &out, indent: indent, level: level + 1, spaced: spaced)
             }
             if let ind = indent { out += "\n" + String(repeating: " ", count: ind * level) }
             out += "]"
@@ -100,11 +109,11 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
             if o.isEmpty { out += "{}"; return }
             out += "{"
             for (i, (k, v)) in o.entries.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out += spaced ? ", " : "," }
                 if let ind = indent { out += "\n" + String(repeating: " ", count: ind * (level + 1)) }
                 JSONValue.writeString(k, into: &out)
-                out += indent == nil ? ":" : ": "
-                v.write(into: &out, indent: indent, level: level + 1)
+                out += indent == nil && !spaced ? ":" : ": "
+                v.write(into: &out, indent: indent, level: level + 1, spaced: spaced)
             }
             if let ind = indent { out += "\n" + String(repeating: " ", count: ind * level) }
             out += "}"
@@ -138,6 +147,47 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
     /// Python `repr(float)`. Swift's `description` uses the same shortest round-trip digits and the
     /// same switch to exponent form (below 1e-4 and from 1e16), so the two agree character for character.
     static func pythonRepr(_ v: Double) -> String { v.description }
+}
+
+extension JSONValue: Codable {
+    /// Decodes through any `Decoder` (e.g. inside a `Codable` config struct): integers that fit `Int` become
+    /// `.int`, other numbers `.double`, objects keep their keys sorted (a keyed container has no order).
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int.self) {
+            self = .int(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .double(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            let dictionary = try container.decode([String: JSONValue].self)
+            self = .object(JSONObject(dictionary.keys.sorted().map { ($0, dictionary[$0]!) }))
+        }
+    }
+
+    /// Encodes integers as `Int`, other numbers as `Double`, objects as a keyed container.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number:
+            if let value = intValue { try container.encode(value) } else { try container.encode(doubleValue ?? .nan) }
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let object):
+            var dictionary: [String: JSONValue] = [:]
+            for (key, value) in object.entries { dictionary[key] = value }
+            try container.encode(dictionary)
+        }
+    }
 }
 
 /// A JSON object that keeps its keys in order.

@@ -1,16 +1,21 @@
 import Foundation
 
-/// Deterministic pseudo-random source for the task generators (SplitMix64).
+/// The project's one deterministic pseudo-random source: SplitMix64 (Steele, Lea & Flood 2014; reference
+/// outputs for seed 0: `0xe220a8397b1dcdaf`, `0x6e789e6aa1b965f4`, `0x06c45d188009454f`), with uniform doubles,
+/// unbiased integers, normal samples (Box–Muller) and the helpers the task generators need.
 ///
-/// Every generator takes its randomness from one of these, seeded from `(seed, task, length, index)`,
-/// so a sample is a pure function of its identity: reruns and other machines produce identical prompts.
-/// (RULER itself uses CPython's Mersenne Twister; byte-identical RULER samples are not a goal — see eval/README.md.)
-public struct EvalRandom: Sendable {
-    private var state: UInt64
+/// Random models, test data, evaluation samples and sampling streams are identical on every machine for a given
+/// seed. The whole state (`state` and the Box–Muller `spare`) is public and `Codable`, so a checkpoint can
+/// save and restore a generator exactly.
+public struct SeededRandom: Sendable, Codable, Equatable {
+    /// The SplitMix64 counter.
+    public var state: UInt64
+    /// The second Box–Muller sample, returned by the next `normal()` call.
+    public var spare: Float?
 
     public init(seed: UInt64) { state = seed }
 
-    /// A generator seeded from several components (FNV-1a over their bytes, then SplitMix64).
+    /// A generator seeded from several components (FNV-1a over their bytes, each part followed by `0xff`).
     public init(_ parts: [String]) {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for p in parts {
@@ -21,11 +26,23 @@ public struct EvalRandom: Sendable {
     }
 
     public mutating func next() -> UInt64 {
-        state = state &+ 0x9E37_79B9_7F4A_7C15
+        state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// Uniform double in [0, 1): the top 53 bits of `next()` times 2⁻⁵³.
+    public mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
+
+    /// Standard normal sample (Box–Muller on two `uniform()` draws; the sine half is kept for the next call).
+    public mutating func normal() -> Float {
+        if let s = spare { spare = nil; return s }
+        let u1 = max(uniform(), 1e-300), u2 = uniform()
+        let r = (-2 * log(u1)).squareRoot()
+        spare = Float(r * sin(2 * .pi * u2))
+        return Float(r * cos(2 * .pi * u2))
     }
 
     /// Uniform integer in `range` (inclusive), unbiased (rejection sampling).
@@ -38,11 +55,9 @@ public struct EvalRandom: Sendable {
         return range.lowerBound + Int(x % span)
     }
 
-    /// Uniform double in [0, 1).
-    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-
     public mutating func choice<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
 
+    /// Fisher–Yates shuffle from the last element down.
     public mutating func shuffle<T>(_ items: inout [T]) {
         guard items.count > 1 else { return }
         for i in stride(from: items.count - 1, to: 0, by: -1) { items.swapAt(i, int(0...i)) }
