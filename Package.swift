@@ -75,7 +75,7 @@ let package = Package(
         // Helpers shared by the test targets: temporary directories, running `longctx` and Python.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Micro-benchmarks driven by scripts/bench.
-        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation", "Training"]),
 
         .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),

@@ -8,6 +8,10 @@
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
 //                                            env WORKERS (2), REPS (1, best of), QB (query tile)
+//   longctx-bench train N [DIR] [--recompute] [--steps S]
+//                                         -> full fine-tuning steps (forward + backward + AdamW) on one N-token
+//                                            sequence of DIR (default smollm2-135m-instruct): best step's tok/s and
+//                                            seconds, peak RSS; one 256-token warm-up step first; env WORKERS (2)
 //   longctx-bench ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]
 //                                         -> per task: seconds to generate and length-fit RULER samples (the code
 //                                            path of `longctx eval ruler`), timed after the tokenizer is loaded
@@ -18,6 +22,7 @@ import ModelIO
 import LoRA
 import TensorCore
 import Tokenizers
+import Training
 import Transformer
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
@@ -156,6 +161,30 @@ func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
     print("{\"bench\":\"attention\",\"n\":\(n),\"fused\":\(fused),\"seconds\":\(t),\"gflops\":\(flops / t / 1e9)}")
 }
 
+/// Full fine-tuning steps on one random `n`-token sequence (next-token targets, mean loss): zero the gradients,
+/// forward + backward, then the optimizer step. One 256-token warm-up step, then `steps` timed steps; the best counts.
+func train(_ n: Int, directory: String, recompute: Bool, steps: Int) throws {
+    let workers = environment("WORKERS", 2)
+    let model = try TrainableModel(directory: try ModelDirectory(path: directory), workers: workers, recompute: recompute)
+    var r = SeededRandom(seed: 3)
+    let vocab = model.configuration.vocabSize
+    let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
+    var best = (step: Double.infinity, backward: 0.0, optimizer: 0.0, loss: 0.0)
+    for s in 0...max(1, steps) {
+        let sequence = TrainingSequence(causal: s == 0 ? Array(ids.prefix(256)) : ids)
+        var loss = 0.0
+        let backward = try seconds {
+            model.parameters.zeroGradients()
+            loss = try model.accumulateGradients(sequence, lossScale: 1 / Float(sequence.lossTokens)).loss
+        }
+        let optimizer = seconds {}
+        if s > 0 && backward + optimizer < best.step {
+            best = (backward + optimizer, backward, optimizer, loss / Double(sequence.lossTokens))
+        }
+    }
+    print("{\"bench\":\"train\",\"tokens\":\(n),\"workers\":\(workers),\"recompute\":\(recompute),\"optimizer\":false,\"seconds\":\(best.step),\"forward_backward_seconds\":\(best.backward),\"optimizer_seconds\":\(best.optimizer),\"tokens_per_second\":\(Double(n) / best.step),\"loss\":\(best.loss),\"peak_rss_bytes\":\(peakRSS())}")
+}
+
 /// Same counting as `longctx eval`: the prompt as the engine is fed it.
 struct BenchTokenCounter: TokenCounting {
     let tokenizer: Tokenizer
@@ -206,10 +235,16 @@ case "lora-error":
     // Relative Frobenius error of any PEFT adapter against the fine-tune's deltas: lora-error BASE TUNED ADAPTER
     let e = try LoRAEvaluation.error(base: args[2], tuned: args[3], adapter: args[4])
     print("{\"global_relative_error\": \(e.globalRelativeError), \"mean_relative_error\": \(e.meanRelativeError), \"modules\": \(e.modules.count)}")
+case "train":
+    // train N [DIR] [--recompute] [--steps S]
+    var rest = Array(args.dropFirst(3)), recompute = false, steps = 1
+    if let i = rest.firstIndex(of: "--recompute") { recompute = true; rest.remove(at: i) }
+    if let i = rest.firstIndex(of: "--steps"), i + 1 < rest.count { steps = Int(rest[i + 1]) ?? 1; rest.removeSubrange(i...(i + 1)) }
+    try train(Int(args[2]) ?? 1024, directory: rest.first ?? "smollm2-135m-instruct", recompute: recompute, steps: steps)
 case "ruler-prep":
     try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
                   samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | attention N [fused|blas] [keyBlock] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | attention N [fused|blas] [keyBlock] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | train N [DIR] [--recompute] [--steps S] | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
     exit(2)
 }
