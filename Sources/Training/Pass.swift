@@ -18,8 +18,15 @@ final class Pass {
     let documentStart: [Int32]?
     let targets: [Int]
     let workers: Int
-    // Scratch, reused by every layer.
+    // Scratch, reused by every layer (the backward's gradient buffers are allocated on first use).
     let h: Floats, act: Floats, keys: Floats, values: Floats
+    lazy var dAct = Floats(n * c.intermediateSize)
+    lazy var dGateUp = Floats(n * 2 * c.intermediateSize)
+    lazy var dh = Floats(n * c.hiddenSize)
+    lazy var dAttn = Floats(n * c.queryWidth)
+    lazy var dqkv = Floats(n * fused)
+    lazy var dKeys = Floats(c.kvHeads * n * c.headDim)
+    lazy var dValues = Floats(c.kvHeads * n * c.headDim)
 
     init(model: TrainableModel, sequence s: TrainingSequence) {
         self.model = model
@@ -77,34 +84,43 @@ final class Pass {
     func rmsNorm(_ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>, r: UnsafeMutablePointer<Float>,
                  out: UnsafeMutablePointer<Float>) {
         let d = c.hiddenSize, eps = c.rmsNormEps
-        for t in 0..<n {
-            let row = x + t &* d, o = out + t &* d
-            var ss: Float = 0
-            for j in 0..<d { ss += row[j] * row[j] }
-            let rt = 1 / (ss / Float(d) + eps).squareRoot()
-            r[t] = rt
-            for j in 0..<d { o[j] = w[j] * (row[j] * rt) }
+        LayerOps.parallelRows(n, workers: workers) { rows in
+            for t in rows {
+                let row = x + t &* d, o = out + t &* d
+                var ss: Float = 0
+                for j in 0..<d { ss += row[j] * row[j] }
+                let rt = 1 / (ss / Float(d) + eps).squareRoot()
+                r[t] = rt
+                for j in 0..<d { o[j] = w[j] * (row[j] * rt) }
+            }
         }
     }
 
     /// `act = silu(gate) ⊙ up` for every row of `[gate | up]`.
     func swiGLU(_ gateUp: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
         let inter = c.intermediateSize
-        for t in 0..<n {
-            let g = gateUp + t &* 2 &* inter, o = out + t &* inter
-            o.update(from: g, count: inter)
-            ck_silu_mul(o, g + inter, inter)
+        LayerOps.parallelRows(n, workers: workers) { rows in
+            for t in rows {
+                let g = gateUp + t &* 2 &* inter, o = out + t &* inter
+                o.update(from: g, count: inter)
+                ck_silu_mul(o, g + inter, inter)
+            }
         }
     }
 
     /// Copies k and v out of the `qkv` rows into head-major `[kvHeads][n][headDim]` buffers (the layout
     /// ``KeyValueView`` takes).
     func gatherKeysValues(_ qkv: UnsafePointer<Float>) {
-        let hd = c.headDim, qw = c.queryWidth, kvw = c.kvWidth, f = fused
-        for t in 0..<n {
-            for kh in 0..<c.kvHeads {
-                (keys.pointer + (kh * n + t) * hd).update(from: qkv + t * f + qw + kh * hd, count: hd)
-                (values.pointer + (kh * n + t) * hd).update(from: qkv + t * f + qw + kvw + kh * hd, count: hd)
+        let hd: Int = c.headDim, qw: Int = c.queryWidth, kvw: Int = c.kvWidth, f: Int = fused, kvHeads: Int = c.kvHeads
+        let count: Int = n
+        let keys: UnsafeMutablePointer<Float> = keys.pointer, values: UnsafeMutablePointer<Float> = values.pointer
+        LayerOps.parallelRows(count, workers: workers) { rows in
+            for t in rows {
+                let row: UnsafePointer<Float> = qkv + t * f + qw
+                for kh in 0..<kvHeads {
+                    (keys + (kh * count + t) * hd).update(from: row + kh * hd, count: hd)
+                    (values + (kh * count + t) * hd).update(from: row + kvw + kh * hd, count: hd)
+                }
             }
         }
     }
@@ -130,6 +146,8 @@ final class Pass {
         let rows = (0..<n).filter { targets[$0] >= 0 }
         let chunk = max(1, min(rows.count, model.logitBudget / v))
         let logits = Floats(chunk * v), hChunk = Floats(chunk * d), dhChunk = Floats(chunk * d)
+        let rowLoss = UnsafeMutablePointer<Double>.allocate(capacity: chunk)
+        defer { rowLoss.deallocate() }
         let dhf = Floats(dInput == nil ? 1 : n * d)
         let head = p.value(p.lmHeadName)!, dHead = p.gradient(p.lmHeadName)!
         var total = 0.0
@@ -139,9 +157,13 @@ final class Pass {
             for i in 0..<m { (hChunk.pointer + i * d).update(from: hf.pointer + rows[start + i] * d, count: d) }
             LayerOps.gemm(transB: true, m: m, n: v, k: d, a: hChunk.pointer, lda: d, b: head, ldb: d,
                           c: logits.pointer, ldc: v, workers: workers)
-            for i in 0..<m {
-                total += crossEntropyRow(logits.pointer + i * v, target: targets[rows[start + i]], scale: lossScale)
+            let first = start
+            LayerOps.parallelRows(m, workers: workers) { part in
+                for i in part {
+                    rowLoss[i] = crossEntropyRow(logits.pointer + i * v, target: targets[rows[first + i]], scale: lossScale)
+                }
             }
+            for i in 0..<m { total += rowLoss[i] }
             if dInput != nil {
                 // dh = P·W_head; dW_head += Pᵀ·h.
                 LayerOps.gemm(m: m, n: d, k: v, a: logits.pointer, lda: v, b: head, ldb: d, c: dhChunk.pointer,
@@ -188,14 +210,11 @@ final class Pass {
         // MLP: y = x₂ + act·W_downᵀ.
         swiGLU(tape.gateUp.pointer, into: act.pointer)
         weightGradient(dy, outFeatures: d, input: act.pointer, inFeatures: inter, slot: "\(l).down")
-        let dAct = Floats(n * inter)
         LayerOps.gemm(m: n, n: inter, k: d, a: dy, lda: d, b: p.value("\(l).down")!, ldb: inter, c: dAct.pointer,
                       ldc: inter, workers: w)
-        let dGateUp = Floats(n * 2 * inter)
         swiGLUBackward(tape.gateUp.pointer, dAct: dAct.pointer, into: dGateUp.pointer)
         rmsNormOutput(tape.x2.pointer, r: tape.r2.pointer, weight: p.value("\(l).post_norm")!)
         weightGradient(dGateUp.pointer, outFeatures: 2 * inter, input: h.pointer, inFeatures: d, slot: "\(l).gate_up")
-        let dh = Floats(n * d)
         LayerOps.gemm(m: n, n: d, k: 2 * inter, a: dGateUp.pointer, lda: 2 * inter, b: p.value("\(l).gate_up")!,
                       ldb: d, c: dh.pointer, ldc: d, workers: w)
         // dy now accumulates ∂L/∂x₂ (residual + post-attention norm).
@@ -203,12 +222,12 @@ final class Pass {
                         dInput: dy, dWeight: p.gradient("\(l).post_norm")!)
         // Attention output projection: x₂ = x + attn·W_oᵀ.
         weightGradient(dy, outFeatures: d, input: tape.attn.pointer, inFeatures: qw, slot: "\(l).o")
-        let dAttn = Floats(n * qw)
         LayerOps.gemm(m: n, n: qw, k: d, a: dy, lda: d, b: p.value("\(l).o")!, ldb: qw, c: dAttn.pointer, ldc: qw,
                       workers: w)
         // Attention.
         gatherKeysValues(tape.qkv.pointer)
-        let dqkv = Floats(n * f), dKeys = Floats(c.kvHeads * n * hd), dValues = Floats(c.kvHeads * n * hd)
+        // The attention backward adds to its gradients.
+        dqkv.zero(); dKeys.zero(); dValues.zero()
         withDocumentStart { starts in
             AttentionBackward.accumulate(shape: model.shape, query: tape.qkv.pointer, queryStride: f, count: n,
                                          firstPosition: 0, kv: keyValueView, documentStart: starts,
@@ -217,12 +236,7 @@ final class Pass {
                                          queryGradient: dqkv.pointer, queryGradientStride: f,
                                          keyGradient: dKeys.pointer, valueGradient: dValues.pointer, workers: w)
         }
-        for t in 0..<n {
-            for kh in 0..<c.kvHeads {
-                (dqkv.pointer + t * f + qw + kh * hd).update(from: dKeys.pointer + (kh * n + t) * hd, count: hd)
-                (dqkv.pointer + t * f + qw + kvw + kh * hd).update(from: dValues.pointer + (kh * n + t) * hd, count: hd)
-            }
-        }
+        scatterKeyValueGradients(into: dqkv.pointer)
         // RoPE's transpose on dq and dk.
         LayerOps.rotateTransposed(dqkv.pointer, rows: n, stride: f, heads: c.heads, headDim: hd, table: table)
         LayerOps.rotateTransposed(dqkv.pointer + qw, rows: n, stride: f, heads: c.kvHeads, headDim: hd, table: table)
@@ -235,12 +249,30 @@ final class Pass {
                         dInput: dy, dWeight: p.gradient("\(l).input_norm")!)
     }
 
+    /// Copies the head-major key/value gradients (`dKeys`, `dValues`) into the k and v columns of `qkv`-shaped rows.
+    func scatterKeyValueGradients(into dqkv: UnsafeMutablePointer<Float>) {
+        let hd: Int = c.headDim, qw: Int = c.queryWidth, kvw: Int = c.kvWidth, f: Int = fused, kvHeads: Int = c.kvHeads
+        let count: Int = n
+        let dk: UnsafePointer<Float> = UnsafePointer(dKeys.pointer), dv: UnsafePointer<Float> = UnsafePointer(dValues.pointer)
+        LayerOps.parallelRows(count, workers: workers) { rows in
+            for t in rows {
+                let row: UnsafeMutablePointer<Float> = dqkv + t * f + qw
+                for kh in 0..<kvHeads {
+                    (row + kh * hd).update(from: dk + (kh * count + t) * hd, count: hd)
+                    (row + kvw + kh * hd).update(from: dv + (kh * count + t) * hd, count: hd)
+                }
+            }
+        }
+    }
+
     /// Recomputes `h = w ⊙ (x·r)` into the shared scratch.
     func rmsNormOutput(_ x: UnsafePointer<Float>, r: UnsafePointer<Float>, weight w: UnsafePointer<Float>) {
-        let d = c.hiddenSize
-        for t in 0..<n {
-            let row = x + t &* d, o = h.pointer + t &* d, rt = r[t]
-            for j in 0..<d { o[j] = w[j] * (row[j] * rt) }
+        let d = c.hiddenSize, h = h.pointer
+        LayerOps.parallelRows(n, workers: workers) { rows in
+            for t in rows {
+                let row = x + t &* d, o = h + t &* d, rt = r[t]
+                for j in 0..<d { o[j] = w[j] * (row[j] * rt) }
+            }
         }
     }
 
@@ -249,15 +281,22 @@ final class Pass {
     func rmsNormBackward(_ x: UnsafePointer<Float>, r: UnsafePointer<Float>, weight w: UnsafePointer<Float>,
                          dOut dy: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>,
                          dWeight: UnsafeMutablePointer<Float>) {
-        let d = c.hiddenSize
-        for t in 0..<n {
-            let row = x + t &* d, g = dy + t &* d, dst = dInput + t &* d, rt = r[t]
-            var dot: Float = 0
-            for j in 0..<d { dot += g[j] * w[j] * row[j] }
-            let k = rt * rt * rt * dot / Float(d)
-            for j in 0..<d {
-                dst[j] += rt * (g[j] * w[j]) - row[j] * k
-                dWeight[j] += g[j] * (row[j] * rt)
+        let d = c.hiddenSize, count = n
+        // ∂L/∂x, rows split across workers.
+        LayerOps.parallelRows(count, workers: workers) { rows in
+            for t in rows {
+                let row = x + t &* d, g = dy + t &* d, dst = dInput + t &* d, rt = r[t]
+                var dot: Float = 0
+                for j in 0..<d { dot += g[j] * w[j] * row[j] }
+                let k = rt * rt * rt * dot / Float(d)
+                for j in 0..<d { dst[j] += rt * (g[j] * w[j]) - row[j] * k }
+            }
+        }
+        // ∂L/∂w, columns split across workers, each summed over the rows in order.
+        LayerOps.parallelRows(d, workers: workers, grain: 16) { cols in
+            for t in 0..<count {
+                let row = x + t &* d, g = dy + t &* d, rt = r[t]
+                for j in cols { dWeight[j] += g[j] * (row[j] * rt) }
             }
         }
     }
@@ -265,13 +304,18 @@ final class Pass {
     /// `act = silu(g)·u`: `∂/∂g = dAct·u·σ(g)·(1 + g·(1 − σ(g)))`, `∂/∂u = dAct·silu(g)`, written as `[dg | du]`.
     func swiGLUBackward(_ gateUp: UnsafePointer<Float>, dAct: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
         let inter = c.intermediateSize
-        for t in 0..<n {
-            let g = gateUp + t &* 2 &* inter, u = g + inter, da = dAct + t &* inter
-            let dg = out + t &* 2 &* inter, du = dg + inter
-            for j in 0..<inter {
-                let s = 1 / (1 + Foundation.exp(-g[j]))
-                du[j] = da[j] * g[j] * s
-                dg[j] = da[j] * u[j] * s * (1 + g[j] * (1 - s))
+        LayerOps.parallelRows(n, workers: workers) { rows in
+            for t in rows {
+                let g = gateUp + t &* 2 &* inter, u = g + inter, da = dAct + t &* inter
+                let dg = out + t &* 2 &* inter, du = dg + inter
+                // σ(g) = 1/(1 + exp(−g)), the exponentials vectorised (written to dg first).
+                for j in 0..<inter { dg[j] = -g[j] }
+                ck_exp(dg, dg, inter)
+                for j in 0..<inter {
+                    let s = 1 / (1 + dg[j])
+                    du[j] = da[j] * g[j] * s
+                    dg[j] = da[j] * u[j] * s * (1 + g[j] * (1 - s))
+                }
             }
         }
     }

@@ -139,13 +139,16 @@ public final class TrainableModel: @unchecked Sendable {
         let embed = parameters.value("embed")!
         for (t, id) in s.tokens.enumerated() { (x0.pointer + t * d).update(from: embed + id * d, count: d) }
         // Layers: tape l holds layer l's input (and, without recomputation, its activations).
+        // Activations that are not kept (recomputation, or no backward) live in one set shared by every layer.
+        let shared = recompute || !backward ? LayerTape(n: n, configuration: c, input: Floats(1), full: true) : nil
         var tapes: [LayerTape] = []
         var input = x0
         for l in 0..<c.layers {
-            let tape = LayerTape(n: n, configuration: c, input: input, full: !recompute || !backward)
+            let tape = LayerTape(n: n, configuration: c, input: input, full: shared == nil)
+            if let shared { tape.borrowActivations(from: shared) }
             let out = Floats(n * d)
             pass.forwardLayer(l, tape: tape, output: out.pointer)
-            if recompute && backward { tape.releaseActivations() }
+            if shared != nil { tape.releaseActivations() }
             tapes.append(backward ? tape : LayerTape(n: 0, configuration: c, input: Floats(1), full: false))
             input = out
         }
@@ -155,8 +158,8 @@ public final class TrainableModel: @unchecked Sendable {
         guard backward else { return result }
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             let tape = tapes[l]
-            if recompute {
-                tape.allocateActivations()
+            if let shared {
+                tape.borrowActivations(from: shared)
                 pass.forwardLayer(l, tape: tape, output: nil)
             }
             pass.backwardLayer(l, tape: tape, gradient: dx.pointer)
@@ -195,6 +198,12 @@ final class LayerTape {
         r1 = Floats(n); r2 = Floats(n)
         qkv = Floats(n * (c.queryWidth + 2 * c.kvWidth)); attn = Floats(n * c.queryWidth)
         lse = Floats(n * c.heads); x2 = Floats(n * c.hiddenSize); gateUp = Floats(n * 2 * c.intermediateSize)
+    }
+
+    /// Uses `other`'s activation buffers (same `n`), which the forward overwrites.
+    func borrowActivations(from other: LayerTape) {
+        r1 = other.r1; r2 = other.r2; qkv = other.qkv; attn = other.attn; lse = other.lse; x2 = other.x2
+        gateUp = other.gateUp
     }
 
     func releaseActivations() {

@@ -8,14 +8,14 @@ import TensorCore
 /// caller, each running single-threaded BLAS (the caller keeps OpenBLAS at one thread while it uses these).
 public enum LayerOps {
     /// `C[m × n] ← α·op(A)·op(B) + β·C` (row-major, as ``BLAS/sgemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``),
-    /// split into column slabs of 64 across `workers`. Every output element is computed by exactly one
-    /// single-threaded call over the whole `k`, so the result does not depend on `workers`.
+    /// split into equal column slabs (multiples of 16) across `workers`. Every output element is computed by exactly
+    /// one single-threaded call over the whole `k`, so the result does not depend on `workers`.
     public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, workers: Int) {
         guard m > 0, n > 0 else { return }
         let parts = m &* n &* k >= 1 << 16 ? max(1, min(workers, n / 64)) : 1
-        let slab = (n / parts + 63) / 64 * 64
+        let slab = ((n + parts - 1) / parts + 15) / 16 * 16
         nonisolated(unsafe) let ap = a, bp = b, cp = c
         let body: @Sendable (Int) -> Void = { p in
             let lo = p * slab, cols = min(n, lo + slab) - lo
@@ -32,6 +32,22 @@ public enum LayerOps {
             }
         }
         if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+    }
+
+    /// Runs `body` on up to `workers` contiguous ranges of `0 ..< count` at once: a static split into equal ranges
+    /// (each a multiple of `grain` but the last), one range when `count < 2·max(grain, 8)`. For row-wise work whose
+    /// result must not depend on timing.
+    public static func parallelRows(_ count: Int, workers: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        let parts = max(1, min(workers, count / max(grain, 8)))
+        guard parts > 1 else { body(0 ..< count); return }
+        let size = ((count + parts - 1) / parts + grain - 1) / grain * grain
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let run = body
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                let lo = min(count, p * size), hi = min(count, lo + size)
+                if lo < hi { run(lo ..< hi) }
+            }
+        }
     }
 
     /// A PyTorch `Linear`: `out[rows × outFeatures] (+)= input[rows × inFeatures] · Wᵀ + bias`, `W` stored
