@@ -205,7 +205,7 @@ final class Pass {
     /// Given `gradient = ∂L/∂y` for the layer's output, replaces it with `∂L/∂x` for its input and adds the layer's
     /// weight gradients.
     func backwardLayer(_ l: Int, tape: LayerTape, gradient dy: UnsafeMutablePointer<Float>) {
-        let d = c.hiddenSize, qw = c.queryWidth, kvw = c.kvWidth, inter = c.intermediateSize, f = fused
+        let d = c.hiddenSize, qw = c.queryWidth, inter = c.intermediateSize, f = fused
         let hd = c.headDim, w = workers
         // MLP: y = x₂ + act·W_downᵀ.
         swiGLU(tape.gateUp.pointer, into: act.pointer)
