@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // AdamW, global-norm gradient clipping and learning-rate schedules over flat f32 buffers.
@@ -79,10 +80,10 @@ public struct AdamWOptions: Sendable, Equatable, Codable {
 /// denom ← sqrt(v) / f32(sqrt(1 − β2^t)) + f32(eps)
 /// p ← p + (f32(−lr / (1 − β1^t)) · m) / denom (addcdiv_)
 /// ```
-/// The fused multiply-adds torch's AVX kernels use are reproduced with f64 arithmetic (exact product, one rounding
-/// to f64 then to f32; differs from a true f32 fma only when the f64 sum falls on an f32 rounding midpoint). torch's
-/// vectorised `sqrt` is not always correctly rounded (1 ulp off for ~0.7% of inputs on AVX-512), ours is, so results
-/// agree with torch to about 1 ulp per step rather than bit for bit.
+/// The loop is `ck_adamw_update` (CKernels: AVX2+FMA or portable C, identical results), one pass over p, g, m, v,
+/// with the fused multiply-adds torch's CPU kernels use (checked bit for bit against torch's `lerp_` and `addcmul_`).
+/// torch's vectorised `sqrt` is not always correctly rounded (1 ulp off for ~0.7% of inputs on AVX-512), ours is,
+/// so results agree with torch to about 1 ulp per step rather than bit for bit.
 public struct AdamW: Sendable {
     public var options: AdamWOptions
     /// The parameter layout; slices tile `0 ..< parameterCount`.
@@ -136,16 +137,17 @@ public struct AdamW: Sendable {
         precondition(parameters.count == parameterCount && gradients.count == parameterCount,
                      "AdamW.update: \(parameters.count) parameters and \(gradients.count) gradients, expected \(parameterCount)")
         step += 1
-        let k = Constants(options, step: step, learningRate: learningRate)
+        let k = Self.constants(options, step: step, learningRate: learningRate)
         let pieces = Self.pieces(slices, threads: threads)
         let p = parameters.baseAddress, g = gradients.baseAddress
         m.withUnsafeMutableBufferPointer { mb in
             v.withUnsafeMutableBufferPointer { vb in
                 nonisolated(unsafe) let mp = mb.baseAddress, vp = vb.baseAddress, p = p, g = g
                 let body: @Sendable (Int) -> Void = { part in
+                    var k = k
                     for (range, decays) in pieces[part] where !range.isEmpty {
-                        Self.kernel(p: p! + range.lowerBound, g: g! + range.lowerBound, m: mp! + range.lowerBound,
-                                    v: vp! + range.lowerBound, count: range.count, k: k, decays: decays)
+                        let o = range.lowerBound
+                        ck_adamw_update(p! + o, g! + o, mp! + o, vp! + o, range.count, &k, decays && k.decay != 1 ? 1 : 0)
                     }
                 }
                 if pieces.count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: pieces.count, execute: body) }
@@ -162,46 +164,17 @@ public struct AdamW: Sendable {
         }
     }
 
-    /// The scalars of one step, each rounded to f32 where torch passes a Python float to an f32 tensor op.
-    struct Constants: Sendable {
-        let decay: Float, lerpWeight: Float, lerpFromEnd: Bool, beta2: Float, oneMinusBeta2: Float
-        let biasCorrection2Sqrt: Float, eps: Float, negativeStepSize: Float
-
-        init(_ o: AdamWOptions, step: Int, learningRate lr: Double) {
-            let t = Double(step)
-            decay = Float(1 - lr * o.weightDecay)
-            let w = Float(1 - o.beta1)
-            // torch's lerp: weight + its complement chosen by |w| < 0.5 (coefficient w − 1 from the end otherwise).
-            lerpFromEnd = !(abs(w) < 0.5)
-            lerpWeight = lerpFromEnd ? w - 1 : w
-            beta2 = Float(o.beta2)
-            oneMinusBeta2 = Float(1 - o.beta2)
-            biasCorrection2Sqrt = Float(pow(1 - pow(o.beta2, t), 0.5))
-            eps = Float(o.eps)
-            negativeStepSize = Float(-(lr / (1 - pow(o.beta1, t))))
-        }
-    }
-
-    /// The element-wise update of `count` consecutive elements (one pass over p, g, m, v).
-    @inline(__always)
-    static func kernel(p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
-                       v: UnsafeMutablePointer<Float>, count: Int, k: Constants, decays: Bool) {
-        let decay = decays ? k.decay : 1, applyDecay = decays && k.decay != 1
-        let w = Double(k.lerpWeight), fromEnd = k.lerpFromEnd
-        let b2 = k.beta2, c2 = k.oneMinusBeta2, bc2 = k.biasCorrection2Sqrt, eps = k.eps, step = k.negativeStepSize
-        var i = 0
-        while i < count {
-            let gi = g[i], mi = m[i]
-            let pi = applyDecay ? p[i] * decay : p[i]
-            // fma(w, g − m, base) through f64: the product of two f32 is exact in f64.
-            let mNew = Float(w * Double(gi - mi) + Double(fromEnd ? gi : mi))
-            let vNew = Float(Double(c2 * gi) * Double(gi) + Double(v[i] * b2))
-            let denom = vNew.squareRoot() / bc2 + eps
-            p[i] = pi + (step * mNew) / denom
-            m[i] = mNew
-            v[i] = vNew
-            i &+= 1
-        }
+    /// The scalars of step `step` at learning rate `lr`, each rounded to f32 where torch passes a Python float to an
+    /// f32 tensor op (Python's own arithmetic in f64 before that, glibc `pow` as Python's `**`).
+    static func constants(_ o: AdamWOptions, step: Int, learningRate lr: Double) -> ck_adamw_step {
+        let t = Double(step)
+        let w = Float(1 - o.beta1)
+        // torch's lerp: coefficient w from the start when |w| < 0.5, else w − 1 from the end.
+        let fromEnd = !(abs(w) < 0.5)
+        return ck_adamw_step(decay: Float(1 - lr * o.weightDecay), lerp_weight: fromEnd ? w - 1 : w,
+                             lerp_from_end: fromEnd ? 1 : 0, beta2: Float(o.beta2), one_minus_beta2: Float(1 - o.beta2),
+                             bias_correction2_sqrt: Float(pow(1 - pow(o.beta2, t), 0.5)), eps: Float(o.eps),
+                             negative_step_size: Float(-(lr / (1 - pow(o.beta1, t)))))
     }
 
     /// The slices' ranges (with their decay flag) split into `threads` groups of about equal element count.
@@ -265,21 +238,8 @@ public enum GradientClipping {
         return Float(sum.squareRoot())
     }
 
-    /// Σ x² in f64 with eight independent accumulators (vectorisable, order fixed by `count`).
-    static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
-        var acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        var i = 0
-        while i &+ 8 <= count {
-            let a0 = Double(x[i]), a1 = Double(x[i &+ 1]), a2 = Double(x[i &+ 2]), a3 = Double(x[i &+ 3])
-            let a4 = Double(x[i &+ 4]), a5 = Double(x[i &+ 5]), a6 = Double(x[i &+ 6]), a7 = Double(x[i &+ 7])
-            acc.0 += a0 * a0; acc.1 += a1 * a1; acc.2 += a2 * a2; acc.3 += a3 * a3
-            acc.4 += a4 * a4; acc.5 += a5 * a5; acc.6 += a6 * a6; acc.7 += a7 * a7
-            i &+= 8
-        }
-        var tail = 0.0
-        while i < count { let a = Double(x[i]); tail += a * a; i &+= 1 }
-        return ((acc.0 + acc.1) + (acc.2 + acc.3)) + ((acc.4 + acc.5) + (acc.6 + acc.7)) + tail
-    }
+    /// Σ x² in f64 (`ck_sum_squares`: sixteen lanes in a fixed order, the same on every CPU).
+    static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double { ck_sum_squares(x, count) }
 }
 
 /// The shape of a learning-rate schedule after its linear warmup.
