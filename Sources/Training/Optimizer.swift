@@ -299,3 +299,40 @@ public struct LearningRateSchedule: Sendable, Equatable, Codable {
         }
     }
 }
+
+extension ParameterStore {
+    /// The store's layout as optimizer slices: one per transformers tensor (the parts of a stacked slot, e.g. q, k
+    /// and v of `qkv`, are separate tensors, so clipping takes their norms one by one as torch does), in buffer
+    /// order, each with its slot's decay flag.
+    public var parameterSlices: [ParameterSlice] {
+        slots.flatMap { slot in
+            slot.parts.map { part in
+                ParameterSlice(name: part.name, offset: slot.offset + part.firstRow * slot.cols,
+                               count: part.rows * slot.cols, decays: slot.decays)
+            }
+        }
+    }
+}
+
+extension AdamW {
+    /// A fresh optimizer for a store's parameters (`store.parameterSlices`).
+    public init(store: ParameterStore, options: AdamWOptions = AdamWOptions()) {
+        self.init(slices: store.parameterSlices, options: options)
+    }
+
+    /// One step on the store's master weights with its gradients.
+    public mutating func update(_ store: ParameterStore, learningRate: Double, threads: Int = 1) {
+        update(parameters: UnsafeMutableBufferPointer(start: store.values, count: store.count),
+               gradients: UnsafeBufferPointer(start: store.gradients, count: store.count),
+               learningRate: learningRate, threads: threads)
+    }
+}
+
+extension GradientClipping {
+    /// `clipGradientNorm` on a store's gradients, tensor by tensor as transformers names them.
+    @discardableResult
+    public static func clipGradientNorm(_ store: ParameterStore, maxNorm: Double) -> Float {
+        clipGradientNorm(UnsafeMutableBufferPointer(start: store.gradients, count: store.count),
+                         slices: store.parameterSlices, maxNorm: maxNorm)
+    }
+}

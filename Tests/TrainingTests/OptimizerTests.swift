@@ -2,6 +2,7 @@ import Foundation
 import ModelIO
 import TestSupport
 import Testing
+import Transformer
 @testable import Training
 
 /// Whether the torch interop tests run: true when torch and transformers import; when they do not, false (the tests
@@ -157,6 +158,29 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Double {
         var small: [Float] = [0.3, 0.4, 0]
         GradientClipping.clipGradientNorm(&small, slices: slices, maxNorm: 1.0)
         #expect(small == [0.3, 0.4, 0])  // coefficient clamped to 1
+    }
+
+    /// The trainer's store maps to one slice per transformers tensor (stacked q/k/v and gate/up split back), tiling
+    /// the buffer, with the store's decay flags equal to Hugging Face Trainer's rule.
+    @Test(arguments: ["llama", "qwen2"])
+    func storeSlicesAreTransformersTensors(architecture: String) throws {
+        var spec = RandomModelSpec()
+        spec.architecture = architecture
+        let scratch = TestSupport.scratchDirectory("slices"), dir = scratch + "/model"
+        defer { FileOps.remove(scratch) }
+        try spec.write(to: dir)
+        let store = ParameterStore(configuration: try TransformerConfiguration(directory: ModelDirectory(path: dir)))
+        let slices = store.parameterSlices
+        ParameterSlice.checkTiling(slices, total: store.count)
+        #expect(slices.map(\.name).sorted() == store.huggingFaceArrays(of: store.values).map(\.name))
+        #expect(slices.contains { $0.name.hasSuffix("k_proj.bias") } == (architecture == "qwen2"))
+        for s in slices { #expect(s.decays == AdamW.huggingFaceDecays(s.name), "\(s.name)") }
+        var adam = AdamW(store: store)
+        store.gradients.update(repeating: 0.5, count: store.count)
+        let norm = GradientClipping.clipGradientNorm(store, maxNorm: 1)
+        #expect(abs(Double(norm) - 0.5 * Double(store.count).squareRoot()) <= 1e-6 * Double(norm))
+        adam.update(store, learningRate: 1e-3)
+        #expect(adam.step == 1 && adam.m[0] == store.gradients[0] * Float(1 - 0.9))
     }
 
     @Test func threadedUpdateIsIdentical() {
