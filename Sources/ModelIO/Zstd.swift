@@ -3,13 +3,18 @@ import CZstd
 
 /// zstd compression for what the toolkit stores (checkpoints, caches), via Debian's libzstd.
 public enum Zstd {
-    /// Compresses `data` at `level` (1…19; 3 is zstd's default).
-    public static func compress(_ data: Data, level: Int = 3) throws -> Data {
+    /// Compresses `data` at `level` (1…19; 3 is zstd's default). With `checksum`, the frame carries zstd's content
+    /// checksum (XXH64), which `decompress` verifies: a corrupted frame is then always reported, never decoded.
+    public static func compress(_ data: Data, level: Int = 3, checksum: Bool = false) throws -> Data {
         let bound = ZSTD_compressBound(data.count)
         var out = Data(count: bound)
+        guard let ctx = ZSTD_createCCtx() else { throw ModelIOError("zstd", "cannot create a compression context") }
+        defer { ZSTD_freeCCtx(ctx) }
+        ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, Int32(level))
+        ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, checksum ? 1 : 0)
         let n = out.withUnsafeMutableBytes { dst in
             data.withUnsafeBytes { src in
-                ZSTD_compress(dst.baseAddress, bound, src.baseAddress, data.count, Int32(level))
+                ZSTD_compress2(ctx, dst.baseAddress, bound, src.baseAddress, data.count)
             }
         }
         if ZSTD_isError(n) != 0 { throw ModelIOError("zstd", "compression failed: \(String(cString: ZSTD_getErrorName(n)))") }

@@ -19,6 +19,27 @@ uint16_t ck_f32_to_bf16_scalar(float x);
 float ck_f16_to_f32_scalar(uint16_t h);
 uint16_t ck_f32_to_f16_scalar(float x);
 
+/* ---- Optimizer kernels (optimizer.c) ---- */
+
+/* The per-step scalars of an AdamW update, each already rounded to f32 as torch passes them to its f32 ops. */
+typedef struct {
+    float decay;                  /* 1 - lr*wd */
+    float lerp_weight;            /* w = 1 - beta1, or w - 1 when lerp_from_end (torch's lerp for |w| >= 0.5) */
+    int lerp_from_end;
+    float beta2, one_minus_beta2;
+    float bias_correction2_sqrt;  /* sqrt(1 - beta2^t) */
+    float eps;
+    float negative_step_size;     /* -lr / (1 - beta1^t) */
+} ck_adamw_step;
+
+/* AdamW on n elements in one pass, as torch's single-tensor path (apply_decay: p *= decay first):
+   m = fma(w, g - m, from_end ? g : m); v = fma((1-b2)*g, g, v*b2); p += (step*m) / (sqrt(v)/bc2 + eps). */
+void ck_adamw_update(float *p, const float *g, float *m, float *v, size_t n, const ck_adamw_step *k,
+                     int apply_decay);
+
+/* Sum of x[i]^2 in f64 (sixteen lanes, fixed order: the same result on every CPU). */
+double ck_sum_squares(const float *x, size_t n);
+
 /* ---- Transformer kernels (attention.c) ----
    All f32, row-major, runtime-dispatched to AVX2+FMA where present. */
 
