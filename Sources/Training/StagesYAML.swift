@@ -140,10 +140,10 @@ struct StagesYAML {
                             "min_lr_ratio", "tokens_per_step", "check"]
 
     func stage(_ node: Node, index: Int) throws -> StageSpec {
-        var label = Self.stageLabel(index, nil)
+        let given = node.mapping?["name"]?.scalar?.string
+        let label = Self.stageLabel(index, given)
         let map = try mapping(node, label, allowed: Self.stageKeys)
         let name = try map["name"].map { try scalar($0, label + ".name", "a name") } ?? "stage-\(index + 1)"
-        if map["name"] != nil { label = Self.stageLabel(index, name) }
         func required(_ key: String) throws -> Node {
             guard let value = map[key] else { throw error(node, "\(label).\(key)", "required key is missing") }
             return value
