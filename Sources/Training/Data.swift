@@ -343,3 +343,14 @@ public struct DataMixture: Sendable {
         return hash.finalizeHex()
     }
 }
+
+extension PackedSequence {
+    /// The trainer's input (``TrainingSequence``): ids and positions as `Int`, targets with −1 where no loss is
+    /// taken, and the document mask only when some token's document starts after position 0 (otherwise plain
+    /// causal attention, which is the same mask).
+    public var trainingSequence: TrainingSequence {
+        TrainingSequence(tokens: tokens.map(Int.init), positions: positions.map(Int.init),
+                         documentStart: documentStarts.contains { $0 != 0 } ? documentStarts : nil,
+                         targets: labels.map { $0 == Self.ignoreIndex ? -1 : Int($0) })
+    }
+}

@@ -64,6 +64,11 @@ func documentTokens(_ mixture: DataMixture, _ domain: Int, _ document: Int) -> [
                 }
             }
             #expect(s.segments.last.map { $0.start + $0.count } == 32)
+            let t = s.trainingSequence
+            #expect(t.tokens == s.tokens.map(Int.init) && t.positions == s.positions.map(Int.init))
+            #expect(t.targets == s.labels.map { $0 == PackedSequence.ignoreIndex ? -1 : Int($0) })
+            #expect(t.lossTokens == s.lossTokenCount)
+            #expect(t.documentStart == (s.segments.count > 1 && documentMask ? s.documentStarts : nil))
             for i in 0..<32 {
                 let boundary = i + 1 < 32 && s.segments.contains { $0.start == i + 1 }
                 if i == 31 || (documentMask && boundary) {
