@@ -1,3 +1,4 @@
+import Basics
 import Evaluation
 import Foundation
 import ModelIO
@@ -126,7 +127,7 @@ public enum TrainingReport {
             if index > 0 {
                 svg += "<line class=\"stage-boundary\" x1=\"\(fmt(xx))\" y1=\"\(fmt(top))\" x2=\"\(fmt(xx))\" y2=\"\(fmt(top + plotHeight))\" stroke=\"#495057\" stroke-dasharray=\"4,3\"/>\n"
             }
-            svg += "<text x=\"\(fmt(xx + 4))\" y=\"\(fmt(top - 8))\">\(RoPE.escapeXML(stage.name)) (\(RoPE.formatLength(stage.seqLen)))</text>\n"
+            svg += "<text x=\"\(fmt(xx + 4))\" y=\"\(fmt(top - 8))\">\(RoPE.escapeXML(stage.name)) (\(formatLength(stage.seqLen)))</text>\n"
         }
         let line = points.map { "\(fmt(x(Double($0.step)))),\(fmt(y($0.loss)))" }.joined(separator: " ")
         svg += "<polyline fill=\"none\" stroke=\"#1c7ed6\" stroke-width=\"1.5\" points=\"\(line)\"/>\n"
@@ -154,7 +155,7 @@ public enum TrainingReport {
             let loss = stage.finalLoss.map { String(format: "%.4f", $0) } ?? "–"
             let time = stage.seconds.map(TrainingProgress.duration) ?? "–"
             let check = stage.check.map { $0.passed ? "<span class=\"pass\">passed</span>" : "<span class=\"fail\">failed</span>" } ?? "–"
-            s += "<tr><th>\(e(stage.name))</th><td>\(RoPE.formatLength(stage.seqLen))</td><td style=\"text-align:left\">\(e(stage.rope))</td>"
+            s += "<tr><th>\(e(stage.name))</th><td>\(formatLength(stage.seqLen))</td><td style=\"text-align:left\">\(e(stage.rope))</td>"
             s += "<td>\(stage.steps)</td><td>\(stage.tokens)</td><td>\(String(format: "%g", stage.lr))</td><td>\(loss)</td><td>\(time)</td><td>\(check)</td></tr>\n"
         }
         s += "</table>\n"
@@ -168,7 +169,7 @@ public enum TrainingReport {
     static func checkHTML(_ name: String, _ check: StageCheckResult) -> String {
         let e = RoPE.escapeXML
         var s = "<h3>Check after \(e(name)): \(check.task.rawValue)</h3>\n<table><tr><th>length</th>"
-        for result in check.lengths { s += "<th>\(RoPE.formatLength(result.length))</th>" }
+        for result in check.lengths { s += "<th>\(formatLength(result.length))</th>" }
         s += "</tr>\n<tr><th>accuracy</th>"
         for result in check.lengths {
             s += "<td style=\"background:\(Report.color(result.accuracy))\">\(String(format: "%.2f", result.accuracy)) (\(result.samples))</td>"

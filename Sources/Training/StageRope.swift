@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import ModelIO
 import RoPE
@@ -9,16 +10,16 @@ public struct ResolvedStageRope: Sendable, Equatable {
     /// `config.json` updates in order (``RopeConfiguration/hfConfigUpdates(format:topLevelOriginal:extraRopeKeys:)``
     /// with both transformers 4.x and 5.x keys, as `longctx rope apply` writes them); `max_position_embeddings` is
     /// the stage's `seq_len` (or more when the model already had more). A `null` value means "remove the key".
-    public var configUpdates: [RopeJSONMember]
+    public var configUpdates: JSONObject
     /// One line for logs and the report, e.g. `yarn ×4 (θ 10000)`.
     public var summary: String
 
     /// `config` with ``configUpdates`` applied (`null` updates of absent keys are skipped, as `rope apply` does).
-    public func apply(to config: JSONObject) throws -> JSONObject {
+    public func apply(to config: JSONObject) -> JSONObject {
         var result = config
-        for update in configUpdates {
-            if update.value == .null && result[update.key] == nil { continue }
-            result[update.key] = try JSONValue.parse(update.value.jsonText)
+        for (key, value) in configUpdates.entries {
+            if value == .null && result[key] == nil { continue }
+            result[key] = value
         }
         return result
     }
@@ -47,8 +48,7 @@ extension StageSpec {
             var edited = baseConfig
             edited["rope_theta"] = .double(theta ?? base.theta)
             if let type, type != .default {
-                let members = [RopeJSONMember("rope_type", .string(type.rawValue))] + parameters
-                edited["rope_scaling"] = try JSONValue.parse(RopeJSONValue.object(members).jsonText)
+                edited["rope_scaling"] = .object(JSONObject([("rope_type", .string(type.rawValue))] + parameters.entries))
             } else {
                 edited["rope_scaling"] = nil
             }

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import ModelIO
 import RoPE
@@ -36,7 +37,7 @@ public enum StageRopeSpec: Sendable, Equatable {
     /// Explicit settings as in `config.json`: `rope_theta` (`theta`) and/or `rope_type` (`type`) with the
     /// `rope_scaling` parameters (`factor`, `original_max_position_embeddings`, `beta_fast`, …) in transformers'
     /// spelling. They replace the model's RoPE entirely (a scaling not written here is dropped).
-    case explicit(type: RopeType?, theta: Double?, parameters: [RopeJSONMember])
+    case explicit(type: RopeType?, theta: Double?, parameters: JSONObject)
     /// Ask the RoPE planner (`longctx rope plan`) for the stage's length, from the model's unscaled RoPE.
     case plan(method: RopePlanMethod, options: RopePlanOptions)
 }

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import RoPE
 import Yams
@@ -93,7 +94,7 @@ struct StagesYAML {
     /// A token count such as `16384`, `16K`, `1M` (``RoPE/parseLength(_:)``).
     func length(_ node: Node, _ key: String) throws -> Int {
         let text = try scalar(node, key, "a length like 16384 or 16K")
-        guard let value = RoPE.parseLength(text) else {
+        guard let value = parseLength(text) else {
             throw error(node, key, "expected a length like 16384, 16K or 1M, got \"\(text)\"")
         }
         return value
@@ -210,19 +211,19 @@ struct StagesYAML {
             return type
         }
         let theta = try map["theta"].map { try number($0, label + ".theta", min: 0, exclusive: true) }
-        var parameters: [RopeJSONMember] = []
+        var parameters = JSONObject()
         for key in Self.ropeKeys.dropFirst(2) {
             guard let value = map[key] else { continue }
             switch key {
-            case "truncate": parameters.append(RopeJSONMember(key, .bool(try bool(value, "\(label).\(key)"))))
+            case "truncate": parameters[key] = .bool(try bool(value, "\(label).\(key)"))
             case "original_max_position_embeddings":
-                parameters.append(RopeJSONMember(key, .int(try length(value, "\(label).\(key)"))))
-            default: parameters.append(RopeJSONMember(key, .double(try number(value, "\(label).\(key)"))))
+                parameters[key] = .int(try length(value, "\(label).\(key)"))
+            default: parameters[key] = .double(try number(value, "\(label).\(key)"))
             }
         }
         guard type != nil || theta != nil else { throw error(node, label, "give type (with its parameters) and/or theta") }
-        if type == nil || type == .default, let first = parameters.first {
-            throw error(node, "\(label).\(first.key)", "scaling parameters need a type other than default")
+        if type == nil || type == .default, let first = parameters.keys.first {
+            throw error(node, "\(label).\(first)", "scaling parameters need a type other than default")
         }
         return .explicit(type: type, theta: theta, parameters: parameters)
     }

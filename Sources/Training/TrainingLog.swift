@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import ModelIO
 import RoPE
@@ -144,7 +145,7 @@ public final class TrainingProgress {
     }
 
     static func line(_ r: TrainingLogRecord, stageCount: Int, stageSteps: Int, remainingSteps: Int, bar: Bool) -> String {
-        var text = "stage \(r.stageIndex + 1)/\(stageCount) \(r.stage) \(RoPE.formatLength(r.seqLen))  step \(r.stageStep)/\(stageSteps)"
+        var text = "stage \(r.stageIndex + 1)/\(stageCount) \(r.stage) \(formatLength(r.seqLen))  step \(r.stageStep)/\(stageSteps)"
         if bar {
             let width = 20, filled = stageSteps > 0 ? width * r.stageStep / stageSteps : width
             text += " [" + String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled) + "]"
