@@ -86,7 +86,8 @@ extension RoPE {
         return svg
     }
 
-    static func escapeXML(_ text: String) -> String {
+    /// `text` with `&`, `<`, `>` and `"` escaped for SVG/HTML text and attribute values.
+    public static func escapeXML(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
