@@ -257,6 +257,8 @@ public final class LoRATrainer: @unchecked Sendable {
         for f in full {
             let t = Tensor(shape: f.shape, floats: Array(UnsafeBufferPointer(start: values + f.offset, count: f.count)))
             c.saved.append((f.tensor, savedDType == .f32 ? t : t.converted(to: savedDType)))
+            // PEFT's `ensure_weight_tying` expects the tied LM head's copy saved too.
+            if f.tensor == "model.embed_tokens.weight" && tiedEmbeddings { c.saved.append(("lm_head.weight", c.saved.last!.1)) }
         }
         c.modulesToSave = modulesToSave
         let linear = store.slots.filter { $0.cols > 1 }.flatMap(\.parts).map { String($0.name.dropLast(".weight".count)) }

@@ -3,7 +3,7 @@
   grads OUT
       For each case: a random tiny Llama saved by transformers (OUT/<case>/base), a PEFT LoRA model on it with
       random A and B (so that both gradients are non-zero) saved by PEFT (OUT/<case>/adapter), one sequence through
-      the PEFT model in float32 (eager attention), mean cross-entropy over positions with a target, and the gradient
+      the PEFT model in float64 (eager attention), mean cross-entropy over positions with a target, and the gradient
       of every trainable parameter under its adapter key (OUT/<case>/grads.safetensors), the sequence and loss in
       OUT/<case>/reference.json.
   check BASE ADAPTER MERGED EFFECTIVE REFERENCE_JSON
@@ -53,7 +53,8 @@ def grads(out):
                 if n.endswith("norm.weight"):
                     p.copy_(1 + 0.2 * torch.randn_like(p))
         model.save_pretrained(os.path.join(d, "base"), safe_serialization=True)
-        model = LlamaForCausalLM.from_pretrained(os.path.join(d, "base"), dtype=torch.float32, attn_implementation="eager")
+        # float64: the reference carries no rounding of its own at our 1e-4 tolerance
+        model = LlamaForCausalLM.from_pretrained(os.path.join(d, "base"), dtype=torch.float64, attn_implementation="eager")
         kw = dict(r=r, lora_alpha=alpha, target_modules=targets, modules_to_save=to_save, lora_dropout=0.0,
                   use_rslora=rs, task_type="CAUSAL_LM")
         if tied and to_save and "embed_tokens" in to_save:
@@ -63,8 +64,9 @@ def grads(out):
         with torch.no_grad():
             for n, p in pm.named_parameters():
                 if "lora_A" in n or "lora_B" in n:
-                    p.copy_(0.2 * torch.randn(p.shape, generator=g))
-        pm.save_pretrained(os.path.join(d, "adapter"))
+                    p.copy_((0.2 * torch.randn(p.shape, generator=g)).double())
+        pm.to(torch.float32).save_pretrained(os.path.join(d, "adapter"))
+        pm.to(torch.float64)
         pm.train()
         ids = torch.randint(0, VOCAB, (1, SEQ), generator=g)
         targets_ = torch.cat([ids[0, 1:], torch.tensor([-1])])
