@@ -29,7 +29,7 @@ cases = {
     "untied-all": (False, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                    ["embed_tokens", "input_layernorm", "post_attention_layernorm", "model.norm"], 4, 8, False),
     "tied-attn-rslora": (True, ["q_proj", "k_proj", "v_proj", "o_proj"],
-                         ["embed_tokens", "input_layernorm", "post_attention_layernorm", "model.norm"], 4, 16, True),
+                         ["embed_tokens", "input_layernorm", "post_attention_layernorm", "model.norm"], 4, 8, True),
     "untied-qv": (False, ["q_proj", "v_proj"], None, 8, 16, False),
 }
 

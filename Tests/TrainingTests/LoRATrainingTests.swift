@@ -17,7 +17,7 @@ import Transformer
     /// The script's cases with the same settings.
     static let cases: [String: LoRATrainingConfig] = [
         "untied-all": LoRATrainingConfig(rank: 4, alpha: 8, targets: LoRATarget.allCases, trainable: [.norms, .embed]),
-        "tied-attn-rslora": LoRATrainingConfig(rank: 4, alpha: 16, targets: LoRATarget.attention, trainable: [.norms, .embed],
+        "tied-attn-rslora": LoRATrainingConfig(rank: 4, alpha: 8, targets: LoRATarget.attention, trainable: [.norms, .embed],
                                                rsLoRA: true),
         "untied-qv": LoRATrainingConfig(rank: 8, alpha: 16, targets: [.qProj, .vProj]),
     ]
