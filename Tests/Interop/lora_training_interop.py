@@ -13,7 +13,7 @@
       MERGED (our `longctx lora merge` output directory) and with EFFECTIVE (safetensors of our training weights
       W0 + s*B*A). Prints one JSON object.
 """
-import glob, io, json, logging, os, sys, warnings
+import json, os, sys
 
 import torch
 import torch.nn.functional as F
@@ -87,38 +87,21 @@ def grads(out):
     print("ok")
 
 
-def load_dir(d):
-    out = {}
-    for f in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
-        out.update(load_file(f))
-    return out
-
-
 def check(base, adapter, merged_dir, effective, ref_json):
-    import transformers
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from lora_interop import load_dir, peft_recorded
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="eager")
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    transformers.utils.logging.add_handler(handler)
-    logging.getLogger("peft").addHandler(handler)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pm = PeftModel.from_pretrained(model, adapter)
+    with open(ref_json) as f:
+        ref = json.load(f)
+
+    def loss_then_merge(pm):
         pm.eval()
-        with open(ref_json) as f:
-            ref = json.load(f)
-        ids = torch.tensor([ref["input_ids"]])
         with torch.no_grad():
-            logits = pm(input_ids=ids).logits[0]
+            logits = pm(input_ids=torch.tensor([ref["input_ids"]])).logits[0]
         loss = F.cross_entropy(logits, torch.tensor(ref["targets"]), ignore_index=-1).item()
-        merged = pm.merge_and_unload()
-    transformers.utils.logging.remove_handler(handler)
-    deprecations = (DeprecationWarning, FutureWarning, PendingDeprecationWarning)
-    msgs = [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, deprecations)]
-    msgs += [l for l in stream.getvalue().splitlines() if l.strip()]
+        return loss, pm.merge_and_unload()
+
+    (loss, merged), msgs = peft_recorded(base, adapter, loss_then_merge, attn_implementation="eager")
     sd = {k: v.detach().float() for k, v in merged.state_dict().items()}
     if merged.config.tie_word_embeddings:
         sd.pop("lm_head.weight", None)
