@@ -40,6 +40,20 @@ public struct LoRATrainingConfig: Sendable, Equatable, Codable {
         self.rsLoRA = rsLoRA; self.seed = seed; self.dropout = dropout
     }
 
+    /// Parses a comma-separated list of raw values (`q_proj,v_proj`; `norms,embed`) as the CLI's `option` takes it;
+    /// an unknown or repeated name is an error naming the option and the accepted names.
+    public static func list<T: RawRepresentable & CaseIterable>(_ text: String, option: String) throws -> [T] where T.RawValue == String {
+        var out: [T] = []
+        for name in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
+            guard let v = T(rawValue: name) else {
+                throw TrainingError("\(option): unknown name '\(name)'; accepted: \(T.allCases.map(\.rawValue).joined(separator: ","))")
+            }
+            guard !out.contains(where: { $0.rawValue == name }) else { throw TrainingError("\(option): '\(name)' is listed twice") }
+            out.append(v)
+        }
+        return out
+    }
+
     /// The factor `s` of `ΔW = s·B·A`.
     public var scale: Double { rsLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank) }
 

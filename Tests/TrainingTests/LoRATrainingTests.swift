@@ -195,6 +195,16 @@ import Transformer
             (LoRATrainingConfig(targets: [.qProj, .qProj]), "--lora-targets"),
             (LoRATrainingConfig(dropout: 0.1), "dropout"),
         ]
+        let targets: [LoRATarget] = try LoRATrainingConfig.list("q_proj, v_proj,down_proj", option: "--lora-targets")
+        #expect(targets == [.qProj, .vProj, .downProj])
+        let extra: [LoRAExtraTrainable] = try LoRATrainingConfig.list("norms,embed", option: "--lora-trainable")
+        #expect(extra == [.norms, .embed])
+        #expect { let _: [LoRATarget] = try LoRATrainingConfig.list("q_proj,lm_head", option: "--lora-targets") } throws: {
+            "\($0)".contains("--lora-targets: unknown name 'lm_head'")
+        }
+        #expect { let _: [LoRAExtraTrainable] = try LoRATrainingConfig.list("norms,norms", option: "--lora-trainable") } throws: {
+            "\($0)".contains("listed twice")
+        }
         for (c, word) in bad {
             #expect { try LoRATrainer(store: store, config: c) } throws: { "\($0)".contains(word) }
         }
