@@ -47,6 +47,8 @@ public enum LoRAMerger {
                 updates[w, default: []].append(Update(adapter: ai, lora: m))
             }
             for (t, key) in ad.saved {
+                // PEFT (`ensure_weight_tying`) saves a tied LM head beside the embedding; the model has only the latter.
+                if t == "lm_head.weight", ck.info(t) == nil, ad.saved.contains(where: { $0.tensor == "model.embed_tokens.weight" }) { continue }
                 guard let info = ck.info(t) else {
                     throw ModelIOError(wPath, "saved module tensor '\(key)' has no counterpart '\(t)' in the model \(model)")
                 }

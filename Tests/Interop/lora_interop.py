@@ -25,25 +25,33 @@ def load_dir(d):
     return out
 
 
-def peft_check(base, adapter, ours_merged, tuned):
-    """One adapter; returns the result dict."""
+def peft_recorded(base, adapter, body, **load_kw):
+    """Loads BASE with transformers (float32), applies ADAPTER with peft.PeftModel.from_pretrained and runs body(pm),
+    recording every warning (except library deprecation notices) and PEFT's / transformers' log lines.
+    Returns (body's result, the messages)."""
     import transformers
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **load_kw)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     transformers.utils.logging.add_handler(handler)
     logging.getLogger("peft").addHandler(handler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pm = PeftModel.from_pretrained(model, adapter)
-        merged = pm.merge_and_unload()
+        result = body(PeftModel.from_pretrained(model, adapter))
     transformers.utils.logging.remove_handler(handler)
+    logging.getLogger("peft").removeHandler(handler)
     deprecations = (DeprecationWarning, FutureWarning, PendingDeprecationWarning)
     msgs = [str(w.message) for w in caught if not issubclass(w.category, deprecations)]
     msgs += [l for l in stream.getvalue().splitlines() if l.strip()]
+    return result, msgs
+
+
+def peft_check(base, adapter, ours_merged, tuned):
+    """One adapter; returns the result dict."""
+    merged, msgs = peft_recorded(base, adapter, lambda pm: pm.merge_and_unload())
     sd = {k: v.detach().float() for k, v in merged.state_dict().items()}
     ours = load_dir(ours_merged)
     ft = load_dir(tuned)
