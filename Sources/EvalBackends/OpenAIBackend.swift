@@ -52,8 +52,16 @@ public struct OpenAIBackend: CompletionBackend {
         if u.hasSuffix("/v1") { u.removeLast(3) }
         var req = HTTPClientRequest(url: u + "/v1/models")
         if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
-        let resp = try await client.execute(req, timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
-        let body = try await resp.body.collect(upTo: 16 << 20)
+        let request = req
+        let (resp, body): (HTTPClientResponse, ByteBuffer)
+        do {
+            (resp, body) = try await within(timeoutSeconds, u + "/v1/models") {
+                let resp = try await client.execute(request, timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
+                return (resp, try await resp.body.collect(upTo: 16 << 20))
+            }
+        } catch {
+            throw EvalError("\(u)/v1/models: request failed: \(error)")
+        }
         guard resp.status == .ok,
               let obj = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
               let data = obj["data"] as? [[String: Any]], let id = data.first?["id"] as? String else {
@@ -77,8 +85,16 @@ public struct OpenAIBackend: CompletionBackend {
         if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
         let body = try JSONSerialization.data(withJSONObject: ["model": model, "prompt": text])
         req.body = .bytes(ByteBuffer(bytes: body))
-        let resp = try await client.execute(req, timeout: .milliseconds(Int64(max(60, options.timeoutSeconds) * 1000)))
-        let data = try await resp.body.collect(upTo: 64 << 20)
+        let request = req, client = self.client, seconds = max(60, options.timeoutSeconds)
+        let (resp, data): (HTTPClientResponse, ByteBuffer)
+        do {
+            (resp, data) = try await Self.within(seconds, baseURL + "/tokenize") {
+                let resp = try await client.execute(request, timeout: .milliseconds(Int64(seconds * 1000)))
+                return (resp, try await resp.body.collect(upTo: 64 << 20))
+            }
+        } catch {
+            throw EvalError("\(baseURL)/tokenize: request failed: \(error)")
+        }
         guard resp.status == .ok else { return nil }
         guard let obj = try? JSONSerialization.jsonObject(with: Data(data.readableBytesView)) as? [String: Any],
               let tokens = obj["tokens"] as? [Int] else { return nil }
@@ -98,7 +114,10 @@ public struct OpenAIBackend: CompletionBackend {
         return try JSONSerialization.data(withJSONObject: b)
     }
 
-    enum Attempt: Error { case retryable(String), fatal(String) }
+    enum Attempt: Error, CustomStringConvertible {
+        case retryable(String), fatal(String)
+        var description: String { switch self { case .retryable(let m), .fatal(let m): m } }
+    }
 
     /// Parses an OpenAI completions/chat response body.
     static func parse(_ data: Data, endpoint: Endpoint) throws -> CompletionResponse {
@@ -132,13 +151,20 @@ public struct OpenAIBackend: CompletionBackend {
         req.body = .bytes(ByteBuffer(bytes: payload))
         let resp: HTTPClientResponse
         let data: ByteBuffer
+        let client = self.client, seconds = options.timeoutSeconds, url = baseURL + path, request = req
         do {
-            resp = try await client.execute(req, timeout: .milliseconds(Int64(options.timeoutSeconds * 1000)))
-            data = try await resp.body.collect(upTo: 256 << 20)
+            // One deadline for the whole exchange, body included: a server that stalls mid-body or drips bytes
+            // is given up on too.
+            (resp, data) = try await Self.within(seconds, url) {
+                let resp = try await client.execute(request, timeout: .milliseconds(Int64(seconds * 1000)))
+                return (resp, try await resp.body.collect(upTo: 256 << 20))
+            }
         } catch let e as HTTPClientError where e == .deadlineExceeded || e == .readTimeout {
-            throw Attempt.retryable("timeout after \(options.timeoutSeconds) s")
+            throw Attempt.retryable("timeout after \(seconds) s (\(url))")
+        } catch let a as Attempt {
+            throw a
         } catch {
-            throw Attempt.retryable("request failed: \(error)")
+            throw Attempt.retryable("request to \(url) failed: \(error)")
         }
         let bytes = Data(data.readableBytesView)
         let code = Int(resp.status.code)
@@ -147,6 +173,19 @@ public struct OpenAIBackend: CompletionBackend {
         }
         if code >= 400 { throw Attempt.fatal("HTTP \(code): \(String(decoding: bytes.prefix(300), as: UTF8.self))") }
         return try Self.parse(bytes, endpoint: options.endpoint)
+    }
+
+    /// Runs `operation`, giving up (a retryable timeout) once `seconds` have passed, however far it got.
+    static func within<T: Sendable>(_ seconds: Double, _ url: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask { try await Task.sleep(nanoseconds: UInt64(seconds * 1e9)); return nil }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw Attempt.retryable("timeout after \(seconds) s (\(url), whole request, body included)")
+            }
+            return value
+        }
     }
 
     /// Not streamed: `onText` receives the whole text once the response is in.

@@ -66,9 +66,13 @@ public protocol CompletionBackend: Sendable {
     func tokenize(_ text: String) async throws -> [Int]
     /// The chat template applied to `turns`, with the generation prompt added.
     func chatPrompt(_ turns: [ChatTurn]) async throws -> String
+    /// Most positions (prompt + generated) the model supports; nil when unknown (a remote server).
+    var contextLength: Int? { get }
 }
 
 extension CompletionBackend {
+    public var contextLength: Int? { nil }
+
     /// A completion without streaming.
     public func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
         try await complete(request) { _ in true }

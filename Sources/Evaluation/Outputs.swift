@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// Writes a run's derived files next to its `results.jsonl`: `summary.json`, `summary.csv`, `heatmap.svg`
@@ -27,11 +28,31 @@ public enum EvalOutputs {
         }
     }
 
-    public static func parseDepths(_ s: String) throws -> [Double] {
-        try s.split(separator: ",").map { part in
-            guard let v = Double(part.trimmingCharacters(in: .whitespaces)), (0...100).contains(v) else {
-                throw EvalError("invalid depth '\(part)' (percent, 0…100)")
+    /// Longest token budget a run may ask for (1M tokens): anything longer is a typo or a unit mistake.
+    public static let maxLength = 1 << 20
+
+    /// A `--lengths` list ("128,4K,1M", Basics' length notation): each in 1…`maxLength`, no length twice; errors
+    /// name the option and the part.
+    public static func lengths(_ text: String) throws -> [Int] {
+        let values: [Int]
+        do { values = try parseLengths(text) } catch { throw EvalError("--lengths: \(error)") }
+        var seen = Set<Int>()
+        for (v, part) in zip(values, text.split(separator: ",", omittingEmptySubsequences: false)) {
+            guard v <= maxLength else {
+                throw EvalError("--lengths: '\(part)' is longer than the largest supported length \(maxLength) (1M tokens)")
             }
+            guard seen.insert(v).inserted else { throw EvalError("--lengths: '\(part)' is given twice") }
+        }
+        return values
+    }
+
+    public static func parseDepths(_ s: String) throws -> [Double] {
+        var seen = Set<Double>()
+        return try s.split(separator: ",", omittingEmptySubsequences: false).map { part in
+            guard let v = Double(part.trimmingCharacters(in: .whitespaces)), (0...100).contains(v) else {
+                throw EvalError("--depths: invalid depth '\(part)' (percent, 0…100)")
+            }
+            guard seen.insert(v).inserted else { throw EvalError("--depths: '\(part)' is given twice") }
             return v
         }
     }

@@ -47,6 +47,13 @@ public struct NIAHSuite: Codable, Sendable {
         do {
             let s = try JSONDecoder().decode(NIAHSuite.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
             guard !s.needles.isEmpty, !s.expected.isEmpty else { throw EvalError("needles and expected must be non-empty") }
+            guard s.needles.count <= RulerConfig.maxTaskCount else { throw EvalError("at most \(RulerConfig.maxTaskCount) needles") }
+            for l in s.lengths where !(1...EvalOutputs.maxLength).contains(l) {
+                throw EvalError("length \(l) is outside 1…\(EvalOutputs.maxLength)")
+            }
+            guard Set(s.lengths).count == s.lengths.count else { throw EvalError("lengths lists a length twice") }
+            for d in s.depths where !(d.isFinite && (0...100).contains(d)) { throw EvalError("depth \(d) is outside 0…100") }
+            guard (1...4096).contains(s.tokensToGenerate) else { throw EvalError("tokens_to_generate must be in 1…4096, got \(s.tokensToGenerate)") }
             return s
         } catch let e as EvalError { throw EvalError("\(path): \(e.message)") } catch {
             throw EvalError("\(path): invalid NIAH suite: \(error)")

@@ -37,6 +37,20 @@ public struct RulerConfig: Codable, Sendable {
             case numChains = "num_chains", numHops = "num_hops"
             case freqCw = "freq_cw", freqUcw = "freq_ucw", numCw = "num_cw"
         }
+
+        /// Every count in 1…`maxTaskCount` (a zero or negative count would trap, a huge one never finishes), alpha
+        /// finite and positive, at most as many queried keys as keys.
+        func validate(path: String, task: String) throws {
+            let counts: [(String, Int?)] = [("num_needle_k", numNeedleK), ("num_needle_v", numNeedleV), ("num_needle_q", numNeedleQ),
+                                             ("num_chains", numChains), ("num_hops", numHops), ("freq_cw", freqCw),
+                                             ("freq_ucw", freqUcw), ("num_cw", numCw)]
+            for case let (key, v?) in counts where !(1...RulerConfig.maxTaskCount).contains(v) {
+                throw EvalError("\(path): task '\(task)': \(key) must be in 1…\(RulerConfig.maxTaskCount), got \(v)")
+            }
+            if let alpha, !(alpha.isFinite && alpha > 0) {
+                throw EvalError("\(path): task '\(task)': alpha must be a finite number > 0, got \(alpha)")
+            }
+        }
     }
 
     public struct Task: Codable, Sendable {
@@ -65,13 +79,31 @@ public struct RulerConfig: Codable, Sendable {
         return cfg
     }
 
+    /// Largest count a task argument may take (RULER's own suites use at most 8): bounds the work per sample.
+    public static let maxTaskCount = 100
+
     func validate(path: String) throws {
-        for name in order {
-            guard let t = tasks[name] else { throw EvalError("\(path): order lists unknown task '\(name)'") }
+        guard threshold.isFinite, (0...100).contains(threshold) else {
+            throw EvalError("\(path): threshold must be a percentage in 0…100, got \(threshold)")
+        }
+        for l in lengths where l <= 0 || l > EvalOutputs.maxLength {
+            throw EvalError("\(path): length \(l) is outside 1…\(EvalOutputs.maxLength)")
+        }
+        for (name, f) in families.sorted(by: { $0.key < $1.key }) {
+            guard f.template.contains("{context}") else {
+                throw EvalError("\(path): family '\(name)': template has no {context} placeholder, so no length can be reached")
+            }
+            guard (1...4096).contains(f.tokensToGenerate) else {
+                throw EvalError("\(path): family '\(name)': tokens_to_generate must be in 1…4096, got \(f.tokensToGenerate)")
+            }
+        }
+        for (name, t) in tasks.sorted(by: { $0.key < $1.key }) {
             guard families[t.family] != nil else {
                 throw EvalError("\(path): task '\(name)' has unknown family '\(t.family)'")
             }
+            try t.args.validate(path: path, task: name)
         }
+        for name in order where tasks[name] == nil { throw EvalError("\(path): order lists unknown task '\(name)'") }
     }
 
     public func family(of task: String) throws -> (Task, Family) {

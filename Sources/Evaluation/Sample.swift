@@ -82,8 +82,18 @@ public struct SampleMaker: Sendable {
     /// `count` samples of `spec` whose prompt tokens + tokens to generate fit in `length`.
     /// The unit count is found once by bisection on sample 0 (RULER's search), then each sample steps down by
     /// `incremental` units while it does not fit (RULER's per-sample retry).
+    ///
+    /// Lazily: only samples whose id `wanted` accepts are built, at most `limit` of them (nothing at all — not even
+    /// the fitting — when none is wanted), so a resumed or `--limit`ed run never prepares prompts it will not send.
     public func samples(_ spec: TaskSpec, length: Int, count: Int, depth: Double? = nil,
-                        idSuffix: String = "") throws -> [EvalSample] {
+                        idSuffix: String = "", wanted: (String) -> Bool = { _ in true },
+                        limit: Int = .max) throws -> [EvalSample] {
+        var todo: [Int] = []
+        for i in 0..<count {
+            if todo.count >= limit { break }
+            if wanted(Self.sampleID(spec.name, length, i, depth) + idSuffix) { todo.append(i) }
+        }
+        guard !todo.isEmpty else { return [] }
         let budget = length - spec.tokensToGenerate
         let probeCount = { (n: Int) -> Int in
             var r = self.rng(spec, length, 0, depth)
@@ -108,7 +118,7 @@ public struct SampleMaker: Sendable {
             throw EvalError("\(spec.name): a \(length)-token budget cannot hold even an empty context (\(t0) prompt tokens + \(spec.tokensToGenerate) to generate)")
         }
         var out: [EvalSample] = []
-        for i in 0..<count {
+        for i in todo {
             var n = units
             while true {
                 var r = rng(spec, length, i, depth)
@@ -119,9 +129,7 @@ public struct SampleMaker: Sendable {
                     guard t <= budget else {
                         throw EvalError("\(spec.name) sample \(i): does not fit \(length) tokens even with an empty context")
                     }
-                    var id = "\(spec.name)/\(length)/\(i)"
-                    if let d = depth { id += "/d\(formatDepth(d))" }
-                    out.append(EvalSample(id: id + idSuffix, task: spec.name, length: length, index: i,
+                    out.append(EvalSample(id: Self.sampleID(spec.name, length, i, depth) + idSuffix, task: spec.name, length: length, index: i,
                                           depthPercent: depth, actualDepthPercent: parts.actualDepthPercent,
                                           input: parts.input, answerPrefix: parts.answerPrefix, prompt: prompt,
                                           outputs: parts.outputs, metric: spec.metric,
@@ -133,6 +141,13 @@ public struct SampleMaker: Sendable {
             }
         }
         return out
+    }
+}
+
+extension SampleMaker {
+    /// The id of sample `index` of task `task` at `length` (and `depth`): `task/length/index[/dDEPTH]`.
+    public static func sampleID(_ task: String, _ length: Int, _ index: Int, _ depth: Double?) -> String {
+        "\(task)/\(length)/\(index)" + (depth.map { "/d\(formatDepth($0))" } ?? "")
     }
 }
 

@@ -235,6 +235,14 @@ struct Hyperparameters {
             return v
         }
         layers = try positive(k("block_count"))
+        // Size nothing from metadata before checking it against the tensors actually present.
+        let present = Set(g.tensors.compactMap { t -> Int? in
+            let parts = t.name.split(separator: ".", maxSplits: 2)
+            return parts.count == 3 && parts[0] == "blk" ? Int(parts[1]) : nil
+        })
+        guard layers <= present.count else {
+            throw ModelIOError(g.path, "metadata '\(k("block_count"))' is \(layers) but the file has tensors for \(present.count) layer(s)")
+        }
         hidden = try positive(k("embedding_length"))
         intermediate = try positive(k("feed_forward_length"))
         heads = try positive(k("attention.head_count"))
@@ -255,7 +263,13 @@ struct Hyperparameters {
         }
         contextLength = try positive(k("context_length"))
         ropeTheta = g[k("rope.freq_base")] == nil ? 10000 : try g.double(k("rope.freq_base"))
+        guard ropeTheta.isFinite, ropeTheta > 1 else {
+            throw ModelIOError(g.path, "metadata '\(k("rope.freq_base"))' must be a finite number > 1, got \(ropeTheta)")
+        }
         rmsEps = try g.double(k("attention.layer_norm_rms_epsilon"))
+        guard rmsEps.isFinite, rmsEps > 0, rmsEps < 1 else {
+            throw ModelIOError(g.path, "metadata '\(k("attention.layer_norm_rms_epsilon"))' must be a finite number in (0, 1), got \(rmsEps)")
+        }
         guard let embd = g.info("token_embd.weight") else { throw ModelIOError(g.path, "missing tensor 'token_embd.weight'") }
         vocabSize = embd.shape[0]
         ropeScaling = try Hyperparameters.ropeScaling(g, arch: arch, theta: ropeTheta, headDim: headDim, context: contextLength)

@@ -211,6 +211,9 @@ public enum LoRAExtractor {
             }
         }
         MappedPages.release(b); MappedPages.release(t)
+        if let bad = d.firstIndex(where: { !$0.isFinite }) {
+            throw ModelIOError(tw.directory, "tensor '\(name)': the delta tuned − base is \(d[bad]) at element \(bad) (a NaN or infinite weight in the base or tuned model); no LoRA can be extracted from it")
+        }
         return d
     }
 

@@ -80,6 +80,9 @@ public enum LoRAMerger {
         guard !paths.isEmpty else { throw ModelIOError(out, "no adapter given") }
         let ws = weights ?? Array(repeating: 1, count: paths.count)
         guard ws.count == paths.count else { throw ModelIOError(out, "\(ws.count) weights given for \(paths.count) adapters") }
+        for w in ws where !(w.isFinite && abs(w) <= 1e6) {
+            throw ModelIOError(out, "adapter weight \(w) must be a finite number of magnitude at most 1e6")
+        }
         let dir = try ModelDirectory(path: model)
         let ck = try dir.weights()
         let adapters = try paths.map { try Adapter(path: $0) }
@@ -117,6 +120,10 @@ public enum LoRAMerger {
                                            b: f.b, ldb: f.rank, beta: 1, c: c.baseAddress!, ldc: cols)
                             }
                         }
+                    }
+                    if acc.contains(where: { !$0.isFinite }) {
+                        let mods = ups.map { "\(paths[$0.adapter]) module '\($0.lora.module)'" }.joined(separator: ", ")
+                        throw ModelIOError(out, "merging into '\(name)' gives NaN or infinite values (from \(mods)); check the adapter's factors, lora_alpha and the weights")
                     }
                     try writer.append(name: name, tensor: Tensor(shape: info.shape, floats: acc, dtype: info.dtype))
                     MappedPages.release(w)

@@ -51,7 +51,7 @@ public struct AdapterConfig: Sendable {
         }
         loraAlpha = Double(r)
         if let v = obj["lora_alpha"], !v.isNull {
-            guard let x = v.doubleValue else { throw ModelIOError(path, "'lora_alpha' must be a number") }
+            guard let x = v.doubleValue, x.isFinite else { throw ModelIOError(path, "'lora_alpha' must be a finite number") }
             loraAlpha = x
         } else { loraAlpha = 8 }
         for (k, v) in obj["rank_pattern"]?.objectValue?.entries ?? [] {
@@ -59,7 +59,7 @@ public struct AdapterConfig: Sendable {
             rankPattern.append((k, x))
         }
         for (k, v) in obj["alpha_pattern"]?.objectValue?.entries ?? [] {
-            guard let x = v.doubleValue else { throw ModelIOError(path, "alpha_pattern['\(k)'] must be a number") }
+            guard let x = v.doubleValue, x.isFinite else { throw ModelIOError(path, "alpha_pattern['\(k)'] must be a finite number") }
             alphaPattern.append((k, x))
         }
         useRSLoRA = obj["use_rslora"]?.boolValue ?? false
@@ -192,7 +192,11 @@ public final class Adapter: @unchecked Sendable {
 
     /// Factors of one module as f32 (`B` rows × rank, `A` rank × cols).
     public func factors(_ m: AdapterLoRA) throws -> LoRAFactors {
-        LoRAFactors(a: try file.tensor(m.aKey).floats(), b: try file.tensor(m.bKey).floats(), rank: m.rank, rows: m.rows, cols: m.cols)
+        let a = try file.tensor(m.aKey).floats(), b = try file.tensor(m.bKey).floats()
+        for (key, values) in [(m.aKey, a), (m.bKey, b)] where values.contains(where: { !$0.isFinite }) {
+            throw ModelIOError(file.path, "module '\(m.module)': tensor '\(key)' has NaN or infinite values")
+        }
+        return LoRAFactors(a: a, b: b, rank: m.rank, rows: m.rows, cols: m.cols)
     }
 }
 

@@ -21,7 +21,8 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; the type is checked right after.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ModelIOError(path, "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
@@ -64,12 +65,38 @@ public enum FileOps {
         return String(cString: r)
     }
 
+    /// The operating system's words for a Foundation file error ("Permission denied", "Not a directory"), rather
+    /// than "The operation could not be completed (NSCocoaErrorDomain …)".
+    public static func reason(_ error: Error) -> String {
+        let ns = error as NSError
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(u.code)))
+        }
+        switch CocoaError.Code(rawValue: ns.code) {
+        case .fileNoSuchFile, .fileReadNoSuchFile: return String(cString: strerror(ENOENT))
+        case .fileReadNoPermission, .fileWriteNoPermission: return String(cString: strerror(EACCES))
+        case .fileWriteFileExists: return String(cString: strerror(EEXIST))
+        case .fileWriteOutOfSpace: return String(cString: strerror(ENOSPC))
+        case .fileWriteVolumeReadOnly: return String(cString: strerror(EROFS))
+        default: return ns.localizedDescription
+        }
+    }
+
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Refuses anything but a regular file (a FIFO or device would block a read forever or never end).
+    public static func requireRegularFile(_ path: String) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw ModelIOError(path, "cannot read: \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelIOError(path, "not a regular file") }
+    }
 
     /// The whole file, or an error naming it.
     public static func read(_ path: String) throws -> Data {
+        try requireRegularFile(path)
         do { return try Data(contentsOf: URL(fileURLWithPath: path)) }
-        catch { throw ModelIOError(path, "cannot read: \(error.localizedDescription)") }
+        catch { throw ModelIOError(path, "cannot read: \(reason(error))") }
     }
 
     /// A JSON file whose top level must be an object (config.json, an index), with its raw bytes.
@@ -100,19 +127,59 @@ public enum FileOps {
         let joined = (directory as NSString).appendingPathComponent(name)
         if let real = realPath(joined), let root = realPath(directory) {
             let prefix = root.hasSuffix("/") ? root : root + "/"
-            if !real.hasPrefix(prefix) {
+            let blobs = hubCacheRepository(of: root).map { $0 + "/blobs/" }
+            if !real.hasPrefix(prefix) && !(blobs.map { real.hasPrefix($0) } ?? false) {
                 throw ModelIOError(source, "file name '\(name)' resolves to \(real), outside the model directory")
             }
         }
         return joined
     }
 
-    /// A temporary path beside `path` (same directory, so `rename` is atomic).
+    /// The repository folder (`…/models--ORG--NAME`) of a Hugging Face hub cache snapshot directory
+    /// (`…/models--ORG--NAME/snapshots/REVISION`, resolved), whose files are symlinks into `../../blobs/`; nil for
+    /// any other directory.
+    public static func hubCacheRepository(of resolvedDirectory: String) -> String? {
+        let snapshots = (resolvedDirectory as NSString).deletingLastPathComponent
+        guard (snapshots as NSString).lastPathComponent == "snapshots" else { return nil }
+        let repo = (snapshots as NSString).deletingLastPathComponent
+        guard (repo as NSString).lastPathComponent.hasPrefix("models--"), isDirectory(repo + "/blobs") else { return nil }
+        return repo
+    }
+
+    /// A temporary path beside `path` (same directory, so `rename` is atomic). Leftovers of writers that were
+    /// killed in that directory are removed first (``removeStaleTemporaries(in:)``).
     public static func temporarySibling(of path: String) -> String {
         let dir = (path as NSString).deletingLastPathComponent
+        removeStaleTemporaries(in: dir.isEmpty ? "." : dir)
         let base = (path as NSString).lastPathComponent
         let tag = String(UInt64.random(in: 0..<UInt64.max), radix: 36)
         return (dir.isEmpty ? "." : dir) + "/.\(base).tmp-\(getpid())-\(tag)"
+    }
+
+    /// The process id in a temporary name written by this tool — `.NAME.tmp-PID-TAG` (``temporarySibling(of:)``)
+    /// or `NAME.tmp-PID` (evaluation outputs) — or nil for any other name.
+    public static func temporaryOwner(_ name: String) -> Int32? {
+        guard let r = name.range(of: ".tmp-", options: .backwards), r.lowerBound > name.startIndex else { return nil }
+        let rest = name[r.upperBound...]
+        let digits = rest.prefix { $0.isASCII && $0.isNumber }
+        guard !digits.isEmpty, digits.count == rest.count || rest.dropFirst(digits.count).first == "-" else { return nil }
+        if digits.count != rest.count && !name.hasPrefix(".") { return nil }
+        return Int32(digits)
+    }
+
+    /// Removes temporary files and directories in `directory` left by a writer of this tool whose process is gone
+    /// (killed mid-write). Those of live processes, this one included, are left alone. Returns the names removed.
+    @discardableResult
+    public static func removeStaleTemporaries(in directory: String) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        var removed: [String] = []
+        for name in names {
+            guard let pid = temporaryOwner(name), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) == 0 || errno != ESRCH { continue }
+            remove((directory as NSString).appendingPathComponent(name))
+            removed.append(name)
+        }
+        return removed.sorted()
     }
 
     /// Writes `data` to `path` through a temporary file and a rename: readers never see half a file.
@@ -124,7 +191,7 @@ public enum FileOps {
         } catch {
             unlink(tmp)
             if let e = error as? ModelIOError { throw e }
-            throw ModelIOError(path, "cannot write: \(error.localizedDescription)")
+            throw ModelIOError(path, "cannot write: \(reason(error))")
         }
     }
 
@@ -145,12 +212,12 @@ public enum FileOps {
 
     public static func makeDirectory(_ path: String) throws {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-        catch { throw ModelIOError(path, "cannot create directory: \(error.localizedDescription)") }
+        catch { throw ModelIOError(path, "cannot create directory: \(reason(error))") }
     }
 
     public static func listDirectory(_ path: String) throws -> [String] {
         do { return try FileManager.default.contentsOfDirectory(atPath: path).sorted() }
-        catch { throw ModelIOError(path, "cannot list directory: \(error.localizedDescription)") }
+        catch { throw ModelIOError(path, "cannot list directory: \(reason(error))") }
     }
 
     public static func fileSize(_ path: String) -> Int? {

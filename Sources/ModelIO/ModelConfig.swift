@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// The fields of a Hugging Face `config.json` that LongContext uses, mapped from HF keys once.
@@ -101,7 +102,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             throw ModelIOError(path, "field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' should be \(Self.typeName(type))")
         } catch let DecodingError.dataCorrupted(ctx) {
             let field = ctx.codingPath.map(\.stringValue).joined(separator: ".")
-            throw ModelIOError(path, field.isEmpty ? "not valid JSON" : "field '\(field)' is invalid: \(ctx.debugDescription)")
+            if !field.isEmpty { throw ModelIOError(path, "field '\(field)' is invalid: \(ctx.debugDescription)") }
+            do { _ = try JSONValue.parse(data) } catch let e as JSONError {
+                throw ModelIOError(path, "not valid JSON: \(e.message) (byte \(e.offset))")
+            }
+            let detail = (ctx.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? ctx.debugDescription
+            throw ModelIOError(path, "a value cannot be read: \(detail)")
         } catch {
             throw ModelIOError(path, "cannot decode: \(error)")
         }

@@ -100,6 +100,29 @@ public final class ModelDirectory: @unchecked Sendable {
             if Glibc.symlink(real, dst) == 0 { return }
         }
         do { try FileManager.default.copyItem(atPath: src, toPath: dst) }
-        catch { throw ModelIOError(dst, "cannot copy from \(src): \(error.localizedDescription)") }
+        catch { throw ModelIOError(dst, "cannot copy from \(src): \(FileOps.reason(error))") }
+    }
+}
+
+extension ModelDirectory {
+    /// A fingerprint of what a model directory computes: SHA-256 over `config.json`, `tokenizer.json` (when
+    /// present) and, for every `*.safetensors` file, its name, size and 256 evenly spaced 4 KiB blocks (the header
+    /// included). Cheap on large models, yet two random initialisations of one configuration differ.
+    public static func fingerprint(_ path: String) throws -> String {
+        var h = SHA256()
+        for name in ["config.json", "tokenizer.json"] {
+            let p = (path as NSString).appendingPathComponent(name)
+            if FileOps.exists(p) { h.update(Data(name.utf8)); h.update(try FileOps.read(p)) }
+        }
+        for name in try FileOps.listDirectory(path) where name.hasSuffix(".safetensors") {
+            let file = try MappedFile(path: (path as NSString).appendingPathComponent(name))
+            h.update(Data("\(name):\(file.size)".utf8))
+            let block = 4096, count = 256
+            for i in 0..<count where file.size > 0 {
+                let start = min(file.size - 1, file.size / count * i)
+                h.update(UnsafeRawBufferPointer(rebasing: file.bytes[start..<min(file.size, start + block)]))
+            }
+        }
+        return h.finalizeHex()
     }
 }

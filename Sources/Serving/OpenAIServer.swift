@@ -8,17 +8,63 @@ import NIOCore
 /// Server-Sent Events ending in `data: [DONE]`), `POST /tokenize` (vLLM's shape) and `GET /health`.
 /// Each HTTP request becomes one `CompletionRequest` to the backend (which serialises what must be serial).
 public struct OpenAIServer: Sendable {
+    /// Bounds on the work one server accepts.
+    public struct Limits: Sendable {
+        /// Generation requests admitted at once (running + waiting); more are answered 503 at once.
+        public var maxQueued: Int
+        /// Seconds a generation request may take from admission (queueing included); then it stops (504).
+        public var requestSeconds: Double
+        public init(maxQueued: Int = 64, requestSeconds: Double = 600) {
+            self.maxQueued = maxQueued; self.requestSeconds = requestSeconds
+        }
+    }
+
     public let backend: any CompletionBackend
     public let host: String
     public let port: Int
+    public let limits: Limits
+    let admission: Admission
 
-    public init(backend: any CompletionBackend, host: String = "127.0.0.1", port: Int = 8000) {
+    public init(backend: any CompletionBackend, host: String = "127.0.0.1", port: Int = 8000, limits: Limits = Limits()) {
         self.backend = backend
         self.host = host
         self.port = port
+        self.limits = limits
+        self.admission = Admission(limit: limits.maxQueued)
     }
 
-    struct Failure: Error { let status: HTTPResponse.Status; let message: String }
+    struct Failure: Error {
+        let status: HTTPResponse.Status
+        let message: String
+        init(status: HTTPResponse.Status, message: String) { self.status = status; self.message = message }
+        init(_ e: OpenAIRequest.Invalid) { status = HTTPResponse.Status(code: e.status); message = e.message }
+    }
+
+    /// Counts admitted generation requests against a limit.
+    final class Admission: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        let limit: Int
+        init(limit: Int) { self.limit = max(1, limit) }
+        func enter() -> Bool {
+            lock.lock(); defer { lock.unlock() }
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+        func leave() { lock.lock(); count -= 1; lock.unlock() }
+    }
+
+    /// When a request must be finished by; generation stops at the first piece of text after it.
+    struct Deadline: Sendable {
+        let end: ContinuousClock.Instant
+        let seconds: Double
+        init(seconds: Double) {
+            self.seconds = seconds
+            end = .now + .milliseconds(Int64(min(seconds, 1e9) * 1000))
+        }
+        var passed: Bool { ContinuousClock.now >= end }
+    }
 
     static func json(_ obj: Any, status: HTTPResponse.Status = .ok) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data("{}".utf8)
@@ -29,38 +75,31 @@ public struct OpenAIServer: Sendable {
         json(["error": ["message": message, "type": status.code >= 500 ? "server_error" : "invalid_request_error", "code": Int(status.code)]], status: status)
     }
 
-    /// Decoded sampling fields of a completions/chat request (OpenAI names; absent fields take OpenAI defaults,
-    /// seed 0); `request.prompt` is filled in by the endpoint.
-    struct Sampling {
-        var request: CompletionRequest
-        var stream: Bool
-        var includeUsage: Bool
-
-        init(_ o: [String: Any]) throws {
-            func num(_ k: String) -> Double? { (o[k] as? NSNumber)?.doubleValue }
-            let maxTokens = (o["max_tokens"] as? Int) ?? (o["max_completion_tokens"] as? Int) ?? 16
-            guard maxTokens >= 0 else { throw Failure(status: .badRequest, message: "max_tokens must be >= 0") }
-            var stops: [String] = []
-            if let s = o["stop"] as? String { stops = [s] } else if let s = o["stop"] as? [String] { stops = s }
-            request = CompletionRequest(prompt: "", maxTokens: maxTokens, temperature: num("temperature") ?? 1,
-                                        topK: (o["top_k"] as? Int) ?? 0, topP: num("top_p") ?? 1,
-                                        seed: UInt64(truncatingIfNeeded: (o["seed"] as? Int) ?? 0), stop: stops)
-            stream = (o["stream"] as? Bool) ?? false
-            includeUsage = ((o["stream_options"] as? [String: Any])?["include_usage"] as? Bool) ?? false
+    static func body(_ request: Request) async throws -> OpenAIRequest.Body {
+        let buf: ByteBuffer
+        do { buf = try await request.body.collect(upTo: OpenAIRequest.maxBodyBytes) } catch {
+            throw Failure(status: .contentTooLarge, message: "request body is larger than \(OpenAIRequest.maxBodyBytes >> 20) MiB")
+        }
+        do { return try OpenAIRequest.decode(Data(buf.readableBytesView)) } catch let e as OpenAIRequest.Invalid {
+            throw Failure(e)
         }
     }
 
-    static func body(_ request: Request) async throws -> [String: Any] {
-        let buf = try await request.body.collect(upTo: 512 << 20)
-        guard let o = try? JSONSerialization.jsonObject(with: Data(buf.readableBytesView)) as? [String: Any] else {
-            throw Failure(status: .badRequest, message: "request body is not a JSON object")
+    static func sampling(_ b: OpenAIRequest.Body) throws -> OpenAIRequest.Sampling {
+        do { return try OpenAIRequest.sampling(b) } catch let e as OpenAIRequest.Invalid { throw Failure(e) }
+    }
+
+    /// Refuses a model name other than the served one (404, as OpenAI's API answers an unknown model).
+    static func checkModel(_ b: OpenAIRequest.Body, _ gen: any CompletionBackend) throws {
+        if let m = b.model, m != gen.model {
+            throw Failure(status: .notFound, message: "The model '\(m)' does not exist (this server serves '\(gen.model)')")
         }
-        return o
     }
 
     /// The router with every endpoint.
     public func router() -> Router<BasicRequestContext> {
         let gen = backend
+        let admission = admission, limits = limits
         let router = Router()
         router.get("/health") { _, _ in Self.json(["status": "ok"]) }
         router.get("/v1/models") { _, _ in
@@ -68,8 +107,8 @@ public struct OpenAIServer: Sendable {
         }
         router.post("/tokenize") { req, _ in
             do {
-                let o = try await Self.body(req)
-                guard let p = o["prompt"] as? String else { throw Failure(status: .badRequest, message: "'prompt' (string) is required") }
+                let b = try await Self.body(req)
+                guard let p = b.prompt else { throw Failure(status: .badRequest, message: "'prompt' (string) is required") }
                 let ids: [Int]
                 do { ids = try await gen.tokenize(p) } catch {
                     throw Failure(status: .notImplemented, message: "tokenize: \(error)")
@@ -79,31 +118,24 @@ public struct OpenAIServer: Sendable {
         }
         router.post("/v1/completions") { req, _ in
             do {
-                let o = try await Self.body(req)
-                guard let prompt = o["prompt"] as? String else {
-                    throw Failure(status: .badRequest, message: "'prompt' must be a string")
-                }
-                return try await Self.generate(gen, prompt: prompt, sampling: Sampling(o), chat: false)
+                let b = try await Self.body(req)
+                try Self.checkModel(b, gen)
+                guard let prompt = b.prompt else { throw Failure(status: .badRequest, message: "'prompt' (string) is required") }
+                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: false, admission: admission, limits: limits)
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
         router.post("/v1/chat/completions") { req, _ in
             do {
-                let o = try await Self.body(req)
-                guard let ms = o["messages"] as? [[String: Any]], !ms.isEmpty else {
+                let b = try await Self.body(req)
+                try Self.checkModel(b, gen)
+                guard let turns = b.messages, !turns.isEmpty else {
                     throw Failure(status: .badRequest, message: "'messages' must be a non-empty array")
-                }
-                var turns: [ChatTurn] = []
-                for m in ms {
-                    guard let role = m["role"] as? String, let content = m["content"] as? String else {
-                        throw Failure(status: .badRequest, message: "each message needs string 'role' and 'content'")
-                    }
-                    turns.append(ChatTurn(role: role, content: content))
                 }
                 let prompt: String
                 do { prompt = try await gen.chatPrompt(turns) } catch {
                     throw Failure(status: .badRequest, message: "chat template: \(error)")
                 }
-                return try await Self.generate(gen, prompt: prompt, sampling: Sampling(o), chat: true)
+                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: true, admission: admission, limits: limits)
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
         return router
@@ -119,18 +151,44 @@ public struct OpenAIServer: Sendable {
         (error as? BackendFailure)?.message ?? "generation failed: \(error)"
     }
 
-    static func generate(_ gen: any CompletionBackend, prompt: String, sampling: Sampling, chat: Bool) async throws -> Response {
+    /// A prompt that encodes to nothing, or one that with `max_tokens` does not fit the model's context, is refused
+    /// with 400 before any generation (vLLM's check and message).
+    static func checkLength(promptTokens: Int, maxTokens: Int, context: Int?) throws {
+        guard promptTokens > 0 else { throw Failure(status: .badRequest, message: "'prompt' is empty (no tokens)") }
+        guard let context else { return }
+        let (total, overflow) = promptTokens.addingReportingOverflow(maxTokens)
+        if overflow || total > context {
+            throw Failure(status: .badRequest, message: "This model's maximum context length is \(context) tokens. However, you requested \(overflow ? "more than \(Int.max)" : String(total)) tokens (\(promptTokens) in the prompt, \(maxTokens) in the completion). Please reduce the length of the prompt or 'max_tokens'.")
+        }
+    }
+
+    /// Admits the request (503 when `limits.maxQueued` are already admitted), checks its length against the
+    /// model's context, and generates — stopping at the deadline (504) or when a streaming client goes away.
+    static func generate(_ gen: any CompletionBackend, prompt: String, sampling: OpenAIRequest.Sampling, chat: Bool,
+                         admission: Admission, limits: Limits) async throws -> Response {
+        guard admission.enter() else {
+            throw Failure(status: .serviceUnavailable, message: "server busy: \(admission.limit) requests already queued; retry later")
+        }
+        var admitted = true
+        defer { if admitted { admission.leave() } }
+        let deadline = Deadline(seconds: limits.requestSeconds)
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased().prefix(12)
         let created = Int(Date().timeIntervalSince1970)
         let model = gen.model
+        if let context = gen.contextLength {
+            let count = (try? await gen.tokenize(prompt).count) ?? 1
+            try checkLength(promptTokens: count, maxTokens: sampling.request.maxTokens, context: context)
+        }
         var filled = sampling.request
         filled.prompt = prompt
         let request = filled
+        let timeout = Failure(status: .gatewayTimeout, message: "generation did not finish within the request deadline of \(deadline.seconds) s")
         if !sampling.stream {
             let out: CompletionResponse
-            do { out = try await gen.complete(request) } catch {
+            do { out = try await gen.complete(request) { _ in !deadline.passed } } catch {
                 return Self.error(.internalServerError, failure(error))
             }
+            if deadline.passed { throw timeout }
             let finish = out.finishReason ?? "stop"
             let choice: [String: Any] = chat
                 ? ["index": 0, "message": ["role": "assistant", "content": out.text], "finish_reason": finish]
@@ -151,15 +209,21 @@ public struct OpenAIServer: Sendable {
             return ["id": id, "object": object, "created": created, "model": model, "choices": [choice]]
         }
         let includeUsage = sampling.includeUsage
-        Task {
+        admitted = false  // the streaming task leaves when it ends
+        let task = Task {
+            defer { admission.leave() }
             if chat { cont.yield(event(["id": id, "object": object, "created": created, "model": model,
                                         "choices": [["index": 0, "delta": ["role": "assistant"], "finish_reason": NSNull()]]])) }
             do {
                 let out = try await gen.complete(request) { piece in
                     if !piece.isEmpty { cont.yield(event(chunk(piece, finish: nil))) }
-                    return true
+                    return !deadline.passed
                 }
-                cont.yield(event(chunk(nil, finish: out.finishReason ?? "stop")))
+                if deadline.passed {
+                    cont.yield(event(["error": ["message": timeout.message, "type": "server_error", "code": 504]]))
+                } else {
+                    cont.yield(event(chunk(nil, finish: out.finishReason ?? "stop")))
+                }
                 if includeUsage {
                     cont.yield(event(["id": id, "object": object, "created": created, "model": model, "choices": [], "usage": usage(out)]))
                 }
@@ -169,6 +233,8 @@ public struct OpenAIServer: Sendable {
             cont.yield(ByteBuffer(string: "data: [DONE]\n\n"))
             cont.finish()
         }
+        // The client went away (or the response was dropped): stop generating for it.
+        cont.onTermination = { _ in task.cancel() }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                         body: .init(asyncSequence: stream))
     }

@@ -37,9 +37,10 @@ final class BPEModel: @unchecked Sendable {
         self.idToToken = idToToken
         prefix = m["continuing_subword_prefix"]?.stringValue
         suffix = m["end_of_word_suffix"]?.stringValue
-        var merges = [UInt64: UInt64](minimumCapacity: (m["merges"]?.arrayValue?.count ?? 0))
+        let mergeList = try m.list("merges", field: "model.merges", path: path)
+        var merges = [UInt64: UInt64](minimumCapacity: mergeList.count)
         let prefixLen = prefix?.utf8.count ?? 0
-        for (rank, e) in (m["merges"]?.arrayValue ?? []).enumerated() {
+        for (rank, e) in mergeList.enumerated() {
             let a: String, b: String
             if let s = e.stringValue {
                 let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)

@@ -10,6 +10,16 @@ public struct TokenizerError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(path): \(message)" }
 }
 
+extension JSONValue {
+    /// The array at `key` of this object: empty when the key is absent or null, an error naming `field` when the
+    /// value is of another JSON type (a string or object where a list belongs would silently change the ids).
+    func list(_ key: String, field: String, path: String) throws -> [JSONValue] {
+        guard let v = self[key], !v.isNull else { return [] }
+        guard let a = v.arrayValue else { throw TokenizerError(path, "\(field) must be a JSON array") }
+        return a
+    }
+}
+
 /// A piece of text moving through the pipeline: its scalars and whether it starts at offset 0 of
 /// the input (Metaspace's `prepend_scheme: first` looks at that).
 struct Piece {
@@ -27,12 +37,46 @@ indirect enum Normalizer {
     case replace(SplitPattern, [UInt32])
     case strip(left: Bool, right: Bool)
 
+    /// Largest factor by which a normalizer chain may lengthen a text (real tokenizers stay at 1–3): a chain of
+    /// `Replace`s that each double the text would otherwise grow it exponentially.
+    static let maxGrowth = 64
+
+    /// A bound on the output length for an input of n scalars: at most `factor`·n + `constant` (saturating).
+    var growth: (factor: Int, constant: Int) {
+        func cap(_ x: Int) -> Int { min(x, 1 << 40) }
+        switch self {
+        case .sequence(let ns):
+            return ns.reduce((1, 0)) { acc, n in
+                let g = n.growth
+                return (cap(acc.0.multipliedReportingOverflow(by: g.factor).overflow ? 1 << 40 : acc.0 * g.factor),
+                        cap(acc.1.multipliedReportingOverflow(by: g.factor).overflow ? 1 << 40 : acc.1 * g.factor + g.constant))
+            }
+        case .nfc, .nfd, .nfkc, .nfkd, .strip: return (1, 0)
+        case .lowercase: return (3, 0)
+        case .prepend(let p): return (1, p.count)
+        case .replace(let pat, let content):
+            // Every match consumes at least one scalar (a literal: all of it) and becomes `content`.
+            if case .literal(let lit) = pat, !lit.isEmpty { return (max(1, (content.count + lit.count - 1) / lit.count), 0) }
+            return (max(1, content.count), 0)
+        }
+    }
+
+    /// The normalizer of `v`, refused when its chain could lengthen text by more than ``maxGrowth``.
     static func parse(_ v: JSONValue?, path: String) throws -> Normalizer? {
+        guard let n = try parseOne(v, path: path) else { return nil }
+        let g = n.growth
+        guard g.factor <= maxGrowth, g.constant <= 1 << 16 else {
+            throw TokenizerError(path, "normalizer can lengthen a text by a factor of \(g.factor >= 1 << 40 ? "more than 2^40" : String(g.factor)) (at most \(maxGrowth) is accepted): its Replace/Prepend chain expands without bound")
+        }
+        return n
+    }
+
+    static func parseOne(_ v: JSONValue?, path: String) throws -> Normalizer? {
         guard let v, !v.isNull else { return nil }
         guard let type = v["type"]?.stringValue else { throw TokenizerError(path, "normalizer without a type") }
         switch type {
         case "Sequence":
-            return .sequence(try (v["normalizers"]?.arrayValue ?? []).compactMap { try parse($0, path: path) })
+            return .sequence(try v.list("normalizers", field: "normalizer.normalizers", path: path).compactMap { try parseOne($0, path: path) })
         case "NFC": return .nfc
         case "NFD": return .nfd
         case "NFKC": return .nfkc
@@ -105,7 +149,7 @@ indirect enum PreTokenizer {
         guard let type = v["type"]?.stringValue else { throw TokenizerError(path, "pre_tokenizer without a type") }
         switch type {
         case "Sequence":
-            return .sequence(try (v["pretokenizers"]?.arrayValue ?? []).compactMap { try parse($0, path: path) })
+            return .sequence(try v.list("pretokenizers", field: "pre_tokenizer.pretokenizers", path: path).compactMap { try parse($0, path: path) })
         case "ByteLevel":
             return .byteLevel(addPrefixSpace: v["add_prefix_space"]?.boolValue ?? true, useRegex: v["use_regex"]?.boolValue ?? true)
         case "Split":
@@ -230,7 +274,7 @@ indirect enum Decoder {
         guard let v, !v.isNull else { return nil }
         guard let type = v["type"]?.stringValue else { throw TokenizerError(path, "decoder without a type") }
         switch type {
-        case "Sequence": return .sequence(try (v["decoders"]?.arrayValue ?? []).compactMap { try parse($0, path: path) })
+        case "Sequence": return .sequence(try v.list("decoders", field: "decoder.decoders", path: path).compactMap { try parse($0, path: path) })
         case "ByteLevel": return .byteLevel
         case "Metaspace":
             var scheme = v["prepend_scheme"]?.stringValue ?? "always"

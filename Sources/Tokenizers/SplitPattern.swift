@@ -24,9 +24,58 @@ enum SplitPattern {
         case llama3Source: return .llama3
         case qwen2Source: return .qwen2
         default:
+            if let at = nestedQuantifier(source) {
+                throw TokenizerError(path, "split regex '\(source)' repeats a group that itself repeats (at character \(at)): matching it can take exponential time, so it is not accepted")
+            }
             do { return .regex(try NSRegularExpression(pattern: source)) }
             catch { throw TokenizerError(path, "unsupported split regex '\(source)': \(error)") }
         }
+    }
+
+    /// The offset of a quantifier applied to a group that already contains a quantifier (`(a+)+`, `(\w*)*`,
+    /// `(x|y+){2,}`), the shape of catastrophic backtracking; nil when there is none. Escapes and character classes
+    /// are skipped; `?` alone and `{n}` with one count are not repetition.
+    static func nestedQuantifier(_ source: String) -> Int? {
+        let c = Array(source.unicodeScalars)
+        var stack: [Bool] = []      // per open group: does it contain a quantifier?
+        var closedHadQuantifier = false
+        var i = 0
+        func repeats(_ j: Int) -> Bool {
+            guard j < c.count else { return false }
+            if c[j] == "*" || c[j] == "+" { return true }
+            if c[j] == "{" {
+                var k = j + 1, body = ""
+                while k < c.count && c[k] != "}" { body.unicodeScalars.append(c[k]); k += 1 }
+                return body.contains(",") && k < c.count
+            }
+            return false
+        }
+        while i < c.count {
+            let ch = c[i]
+            if ch == "\\" { i += 2; closedHadQuantifier = false; continue }
+            if ch == "[" {
+                i += 1
+                if i < c.count && c[i] == "^" { i += 1 }
+                if i < c.count && c[i] == "]" { i += 1 }
+                while i < c.count && c[i] != "]" { if c[i] == "\\" { i += 1 }; i += 1 }
+                i += 1
+                closedHadQuantifier = false
+                continue
+            }
+            if ch == "(" { stack.append(false); i += 1; closedHadQuantifier = false; continue }
+            if ch == ")" {
+                closedHadQuantifier = stack.popLast() ?? false
+                i += 1
+                if closedHadQuantifier && repeats(i) { return i }
+                if repeats(i), !stack.isEmpty { stack[stack.count - 1] = true }
+                if closedHadQuantifier, !stack.isEmpty { stack[stack.count - 1] = true }
+                continue
+            }
+            if repeats(i), !stack.isEmpty { stack[stack.count - 1] = true }
+            closedHadQuantifier = false
+            i += 1
+        }
+        return nil
     }
 
     /// Matches as half-open scalar ranges, in order, non-overlapping, never empty.

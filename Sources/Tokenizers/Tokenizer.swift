@@ -82,10 +82,11 @@ public final class Tokenizer: @unchecked Sendable {
         decoder = try Decoder.parse(root["decoder"], path: path)
 
         var added = [AddedToken]()
-        for (i, a) in (root["added_tokens"]?.arrayValue ?? []).enumerated() {
+        for (i, a) in try root.list("added_tokens", field: "added_tokens", path: path).enumerated() {
             guard let id = a["id"]?.intValue, let c = a["content"]?.stringValue else {
                 throw TokenizerError(path, "added_tokens[\(i)] needs an integer id and a string content")
             }
+            guard id >= 0 else { throw TokenizerError(path, "added_tokens[\(i)] has id \(id); ids are >= 0") }
             let special = a["special"]?.boolValue ?? false
             added.append(AddedToken(id: id, content: [UInt32](scalarsOf: c), special: special,
                                     singleWord: a["single_word"]?.boolValue ?? false, lstrip: a["lstrip"]?.boolValue ?? false,
@@ -148,7 +149,7 @@ public final class Tokenizer: @unchecked Sendable {
         guard let v, !v.isNull else { return }
         switch v["type"]?.stringValue ?? "" {
         case "Sequence":
-            for p in v["processors"]?.arrayValue ?? [] { try parsePost(p, path: path, prefix: &prefix, suffix: &suffix) }
+            for p in try v.list("processors", field: "post_processor.processors", path: path) { try parsePost(p, path: path, prefix: &prefix, suffix: &suffix) }
         case "ByteLevel": break
         case "TemplateProcessing":
             let specials = v["special_tokens"]?.objectValue ?? JSONObject()

@@ -70,6 +70,22 @@ public struct TransformerConfiguration: Sendable, Equatable {
         }
     }
 
+    /// The context the model supports (`max_position_embeddings`), when the configuration states it.
+    public var contextLength: Int? { rope.maxPositionEmbeddings }
+
+    /// Bytes of key/value cache per cached position (f32 keys and values of every layer).
+    public var cacheBytesPerPosition: Int { 2 * layers * kvHeads * headDim * MemoryLayout<Float>.size }
+
+    /// `positions` if a key/value cache that large fits in this machine's physical memory; otherwise an error
+    /// naming the size needed and the memory available (instead of a failed allocation).
+    public func checkedCacheCapacity(_ positions: Int) throws -> Int {
+        let (bytes, overflow) = positions.multipliedReportingOverflow(by: cacheBytesPerPosition)
+        let memory = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        if !overflow && bytes <= memory { return positions }
+        let gib = { (b: Int) in String(format: "%.1f GiB", Double(b) / Double(1 << 30)) }
+        throw EngineError("\(positions) positions need \(overflow ? "more than \(gib(Int.max))" : gib(bytes)) of key/value cache; this machine has \(gib(memory)) of memory")
+    }
+
     /// Query heads sharing one key/value head.
     public var groupSize: Int { heads / kvHeads }
     public var queryWidth: Int { heads * headDim }

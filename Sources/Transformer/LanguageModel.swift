@@ -45,6 +45,18 @@ public final class LanguageModel: @unchecked Sendable {
         self.tokenizer = tokenizer
     }
 
+    /// Refuses a prompt of `promptTokens` that with `maxTokens` to generate does not fit the model's context
+    /// (`max_position_embeddings`), naming `option` and the limit.
+    public func checkFits(promptTokens: Int, maxTokens: Int, option: String) throws {
+        guard let context = model.configuration.contextLength else { return }
+        guard promptTokens < context else {
+            throw EngineError("the prompt has \(promptTokens) tokens but the model's context (max_position_embeddings) is \(context)")
+        }
+        guard maxTokens <= context - promptTokens else {
+            throw EngineError("\(option) \(maxTokens): the prompt (\(promptTokens) tokens) plus \(option) exceeds the model's context of \(context) tokens; use at most \(context - promptTokens)")
+        }
+    }
+
     /// Token ids for a prompt: through the chat template (as `apply_chat_template(..., add_generation_prompt=True)`
     /// then encoding without extra special tokens) when `chat`, else plain encoding with the tokenizer's special tokens.
     public func promptIds(_ prompt: String, chat: Bool, system: String? = nil) throws -> [Int] {

@@ -109,13 +109,24 @@ public struct TokenGeneration: Sendable {
 }
 
 extension TransformerModel {
+    /// Tokens generation may produce: `maxTokens` capped at the model's context, so a huge request never sizes
+    /// a cache beyond what the model can attend to.
+    public func generationBudget(_ maxTokens: Int) -> Int {
+        min(max(maxTokens, 0), configuration.contextLength ?? (1 << 20))
+    }
+
+    /// `positions` if a key/value cache that large fits in memory (see ``TransformerConfiguration/checkedCacheCapacity(_:)``).
+    public func checkedCacheCapacity(_ positions: Int) throws -> Int { try configuration.checkedCacheCapacity(positions) }
+
     /// Generates up to `parameters.maxTokens` tokens after `promptIds`. `onToken` sees each new id (the stop
     /// token included) and returns `false` to stop (a stop string matched). Stop tokens end generation and are
     /// kept in `generatedIds`, as transformers does.
     public func generate(promptIds: [Int], parameters: GenerationParameters, stopTokenIds: Set<Int>,
                          cache: KVCache? = nil, onToken: (Int) throws -> Bool = { _ in true }) throws -> TokenGeneration {
         guard !promptIds.isEmpty else { throw EngineError("the prompt has no tokens") }
-        let cache = cache ?? makeCache(capacity: promptIds.count + max(parameters.maxTokens, 1))
+        guard parameters.maxTokens >= 0 else { throw EngineError("max tokens must be >= 0, got \(parameters.maxTokens)") }
+        let budget = generationBudget(parameters.maxTokens)
+        let cache = try cache ?? makeCache(capacity: checkedCacheCapacity(promptIds.count + max(budget, 1)))
         var sampler = Sampler(parameters)
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -124,12 +135,12 @@ extension TransformerModel {
         let t1 = clock.now
         var generated: [Int] = []
         var finish = FinishReason.length
-        while generated.count < parameters.maxTokens {
+        while generated.count < budget {
             let id = sampler.next(logits[...])
             generated.append(id)
             let keepGoing = try onToken(id)
             if stopTokenIds.contains(id) || !keepGoing { finish = .stop; break }
-            if generated.count == parameters.maxTokens { break }
+            if generated.count == budget { break }
             logits = try forward([id], cache: cache, logits: .last)
         }
         let decode = clock.now - t1

@@ -11,11 +11,6 @@ struct Eval: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Long-context evaluation: passkey, needle-in-a-haystack grids and the RULER suite.",
         subcommands: [EvalPasskey.self, EvalNIAH.self, EvalRuler.self])
-
-    /// The `--lengths` list (`1K,2K,4K`), an error naming the option and the bad part.
-    static func lengths(_ text: String) throws -> [Int] {
-        do { return try parseLengths(text) } catch { throw EvalError("--lengths: \(error)") }
-    }
 }
 
 /// Options shared by every `longctx eval` suite.
@@ -37,10 +32,22 @@ struct EvalOptions: ParsableArguments {
     @Option(name: .customLong("api-key-env"), help: "Environment variable holding the API key.") var apiKeyEnv = "OPENAI_API_KEY"
     @Flag(name: .customLong("chat-template"), help: "Wrap prompts in the tokenizer's chat template (answer prefix opens the reply).") var chatTemplate = false
     @Option(help: "Stop after this many new samples (the run resumes later).") var limit: Int?
+    @Flag(help: "Discard results in --out left by a different run (model, seed, rope, prompt format) and start over.") var restart = false
     @Flag(help: "Print the summary as JSON.") var json = false
+
+    /// Most samples per cell.
+    static let maxSamples = 10_000
 
     func validate() throws {
         guard (model == nil) != (endpoint == nil) else { throw ValidationError("give exactly one of --model DIR or --endpoint URL") }
+        if let samples, !(1...Self.maxSamples).contains(samples) {
+            throw ValidationError("--samples must be in 1…\(Self.maxSamples), got \(samples)")
+        }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        guard (1...1024).contains(concurrency) else { throw ValidationError("--concurrency must be in 1…1024, got \(concurrency)") }
+        guard timeout.isFinite, timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds, got \(timeout)") }
+        guard (0...100).contains(retries) else { throw ValidationError("--retries must be in 0…100, got \(retries)") }
+        guard !out.isEmpty else { throw ValidationError("--out: empty path; name an output directory") }
         if endpoint != nil && tokenizer == nil { throw ValidationError("--endpoint needs --tokenizer DIR (the served model's tokenizer)") }
         guard api == "completions" || api == "chat" else { throw ValidationError("--api must be completions or chat") }
     }
@@ -87,26 +94,58 @@ struct EvalOptions: ParsableArguments {
         return (tok, try format(tok), backend, "endpoint:\(endpoint!)#\(name)")
     }
 
-    /// Runs `samples`, writes every output, prints the summary.
-    func execute(_ samples: [EvalSample], title: String, threshold: Double, backend: any CompletionBackend,
+    /// Opens the run's results store (refusing another run's results) and starts its lazily built sample plan.
+    func plan(_ title: String, format: PromptFormat, describe: String) throws -> SamplePlan {
+        let store = try RunRecord.open(directory: out, identity: try identity(title, format: format, describe: describe), restart: restart)
+        FileOps.removeStaleTemporaries(in: out)
+        return SamplePlan(store: store, limit: limit ?? .max)
+    }
+
+    /// Runs the plan's samples, writes every output, prints the summary.
+    func execute(_ plan: SamplePlan, title: String, threshold: Double, backend: any CompletionBackend,
                  describe: String, format: PromptFormat) async throws {
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let store = try ResultStore(path: out + "/results.jsonl")
-        var todo = samples.filter { !store.isDone($0.id) }
-        if let limit { todo = Array(todo.prefix(limit)) }
-        try await EvalRunner.run(samples: todo, backend: backend, store: store, concurrency: concurrency) { done, total in
+        let store = plan.store
+        try await EvalRunner.run(samples: plan.built, backend: backend, store: store, concurrency: concurrency) { done, total in
             Output.progress("\(title): \(done)/\(total) samples")
         }
         Output.progressDone()
-        let ids = Set(samples.map(\.id))
+        let ids = Set(plan.ids)
         let results = store.results.filter { ids.contains($0.id) }
         let summary = try EvalOutputs.write(directory: out, results: results, title: title, threshold: threshold,
                                             config: ["backend": describe, "prompt format": format.name, "seed": String(seed),
-                                                     "haystack": Set(samples.map(\.haystack)).sorted().joined(separator: ", ")])
+                                                     "haystack": Set(results.map(\.haystack)).sorted().joined(separator: ", ")])
         if json { try Output.json(summary); return }
         print(summary.csv(), terminator: "")
-        let pending = samples.count - results.filter { $0.status == "ok" }.count
-        print("\(results.count)/\(samples.count) samples recorded (\(summary.failed) failed, \(pending) still to run); outputs in \(out)")
+        let pending = ids.count - results.filter { $0.status == "ok" }.count
+        print("\(results.count)/\(ids.count) samples recorded (\(summary.failed) failed, \(pending) still to run); outputs in \(out)")
+        if summary.failed > 0 && summary.failed == results.count {
+            throw EvalError("every sample failed (\(summary.failed)); first error: \(results.first?.error ?? "?")")
+        }
+    }
+
+    /// With `--model`, refuses token budgets whose key/value cache cannot fit in this machine's memory, before
+    /// any prompt is built.
+    func checkMemory(_ lengths: [Int]) throws {
+        guard let model, let longest = lengths.max() else { return }
+        let config = try TransformerConfiguration(directory: ModelDirectory(path: try ModelResolver.resolve(model)))
+        do { _ = try config.checkedCacheCapacity(longest) } catch {
+            throw ValidationError("--lengths \(longest): \(error) (model \(model))")
+        }
+    }
+
+    /// What produces this run's results (recorded in OUT/run.json; a rerun resumes only the same run).
+    func identity(_ suite: String, format: PromptFormat, describe: String) throws -> [String: String] {
+        var id = ["suite": suite, "backend": describe, "seed": String(seed), "prompt format": format.name]
+        if let model {
+            let dir = try ModelResolver.resolve(model)
+            id["model"] = FileOps.realPath(dir) ?? dir
+            id["model fingerprint"] = try ModelDirectory.fingerprint(dir)
+            let config = try ModelDirectory(path: dir).configJSON
+            id["rope"] = ["rope_theta", "rope_scaling", "max_position_embeddings"]
+                .map { "\($0)=\(config[$0]?.serialized(indent: nil) ?? "null")" }.joined(separator: " ")
+        }
+        if let tokenizer { id["tokenizer fingerprint"] = try ModelDirectory.fingerprint(try ModelResolver.resolve(tokenizer)) }
+        return id
     }
 
     func progressMaking(_ what: String) { Output.progress("preparing \(what)") }
@@ -119,17 +158,25 @@ struct EvalPasskey: AsyncParsableCommand {
     @Option(help: "Token budgets (prompt + answer), e.g. 1K,2K,4K.") var lengths = "1K,2K,4K,8K"
     @Option(help: "Key depths in percent.") var depths = "0,25,50,75,100"
 
+    func validate() throws {
+        do { _ = try EvalOutputs.lengths(lengths); _ = try EvalOutputs.parseDepths(depths) } catch let e as EvalError {
+            throw ValidationError(e.message)
+        }
+    }
+
     func run() async throws {
+        let ls = try EvalOutputs.lengths(lengths), ds = try EvalOutputs.parseDepths(depths)
+        try options.checkMemory(ls)
         let (tok, format, backend, describe) = try await options.setup()
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: tok), format: format, seed: options.seed)
-        var samples: [EvalSample] = []
-        for l in try Eval.lengths(lengths) {
-            for d in try EvalOutputs.parseDepths(depths) {
+        let plan = try options.plan("passkey", format: format, describe: describe)
+        for l in ls {
+            for d in ds {
                 options.progressMaking("passkey \(l) d\(d)")
-                samples += try maker.samples(Passkey.spec(depthPercent: d), length: l, count: options.samples ?? 5, depth: d)
+                try plan.add(maker, Passkey.spec(depthPercent: d), length: l, count: options.samples ?? 5, depth: d)
             }
         }
-        try await options.execute(samples, title: "passkey", threshold: 85.6, backend: backend, describe: describe, format: format)
+        try await options.execute(plan, title: "passkey", threshold: 85.6, backend: backend, describe: describe, format: format)
     }
 }
 
@@ -143,24 +190,32 @@ struct EvalNIAH: AsyncParsableCommand {
     @Option(name: .customLong("haystack"), help: "Text file(s) for the haystack (default: built-in essay generator).") var haystack: [String] = []
     @Option(name: .customLong("max-tokens"), help: "Tokens to generate per answer (default: the suite's).") var maxTokens: Int?
 
+    func validate() throws {
+        if let maxTokens, !(1...4096).contains(maxTokens) { throw ValidationError("--max-tokens must be in 1…4096, got \(maxTokens)") }
+        do { _ = try lengths.map(EvalOutputs.lengths); _ = try depths.map(EvalOutputs.parseDepths) } catch let e as EvalError {
+            throw ValidationError(e.message)
+        }
+    }
+
     func run() async throws {
         var s = try NIAHSuite.load(path: DataFile.locate(suite))
         if let maxTokens { s.tokensToGenerate = maxTokens }
         let (tok, format, backend, describe) = try await options.setup()
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: tok), format: format, seed: options.seed)
-        let ls = try lengths.map(Eval.lengths) ?? s.lengths
+        let ls = try lengths.map(EvalOutputs.lengths) ?? s.lengths
         let ds = try depths.map(EvalOutputs.parseDepths) ?? s.depths
+        try options.checkMemory(ls)
         let sentences = try NIAHSuite.sentences(files: haystack, essay: EssayGenerator(), minimum: max((ls.max() ?? 0) / 4, 64))
         let hay = haystack.isEmpty ? EssayGenerator.identity : "files:" + haystack.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ",")
-        var samples: [EvalSample] = []
+        let plan = try options.plan(s.name, format: format, describe: describe)
         for l in ls {
             for d in ds {
                 options.progressMaking("\(s.name) \(l) d\(d)")
-                samples += try maker.samples(s.spec(depthPercent: d, sentences: sentences, haystack: hay), length: l,
-                                             count: options.samples ?? 1, depth: d)
+                try plan.add(maker, s.spec(depthPercent: d, sentences: sentences, haystack: hay), length: l,
+                             count: options.samples ?? 1, depth: d)
             }
         }
-        try await options.execute(samples, title: s.name, threshold: 85.6, backend: backend, describe: describe, format: format)
+        try await options.execute(plan, title: s.name, threshold: 85.6, backend: backend, describe: describe, format: format)
     }
 }
 
@@ -174,6 +229,10 @@ struct EvalRuler: AsyncParsableCommand {
     @Option(name: .customLong("qa-squad"), help: "SQuAD v2.0 dev JSON for qa_1.") var squad: String?
     @Option(name: .customLong("qa-hotpotqa"), help: "HotpotQA dev distractor JSON for qa_2.") var hotpot: String?
 
+    func validate() throws {
+        do { _ = try lengths.map(EvalOutputs.lengths) } catch let e as EvalError { throw ValidationError(e.message) }
+    }
+
     func run() async throws {
         let cfg = try RulerConfig.load(path: DataFile.locate(config))
         var qa: [String: QADataset] = [:]
@@ -184,14 +243,38 @@ struct EvalRuler: AsyncParsableCommand {
             ?? cfg.order.filter { cfg.tasks[$0]?.family != "qa" || qa[cfg.tasks[$0]?.args.dataset ?? ""] != nil }
         let (tok, format, backend, describe) = try await options.setup()
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: tok), format: format, seed: options.seed)
-        var samples: [EvalSample] = []
-        for l in try lengths.map(Eval.lengths) ?? cfg.lengths {
+        let ls = try lengths.map(EvalOutputs.lengths) ?? cfg.lengths
+        try options.checkMemory(ls)
+        let plan = try options.plan("RULER", format: format, describe: describe)
+        for l in ls {
             for t in names {
                 options.progressMaking("\(t) \(l)")
-                samples += try maker.samples(suite.spec(t, length: l, maker: maker), length: l, count: options.samples ?? 10)
+                try plan.add(maker, suite.spec(t, length: l, maker: maker), length: l, count: options.samples ?? 10)
             }
         }
-        try await options.execute(samples, title: "RULER", threshold: cfg.threshold, backend: backend, describe: describe, format: format)
+        try await options.execute(plan, title: "RULER", threshold: cfg.threshold, backend: backend, describe: describe, format: format)
+    }
+}
+
+/// The samples of a run, built lazily against its results store: the ids of every sample the run consists of
+/// (for the summary), and prompts only for those not yet scored, at most `--limit` of them.
+final class SamplePlan {
+    let store: ResultStore
+    private(set) var remaining: Int
+    private(set) var ids: [String] = []
+    private(set) var built: [EvalSample] = []
+
+    init(store: ResultStore, limit: Int) {
+        self.store = store
+        remaining = limit
+    }
+
+    func add(_ maker: SampleMaker, _ spec: TaskSpec, length: Int, count: Int, depth: Double? = nil) throws {
+        ids += (0..<count).map { SampleMaker.sampleID(spec.name, length, $0, depth) }
+        let store = self.store
+        let new = try maker.samples(spec, length: length, count: count, depth: depth, wanted: { !store.isDone($0) }, limit: remaining)
+        remaining -= new.count
+        built += new
     }
 }
 

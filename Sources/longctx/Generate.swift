@@ -20,6 +20,13 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .customLong("stop"), help: "Stop string (repeatable).") var stops: [String] = []
     @Flag(help: "Print one JSON object (prompt_ids, generated_ids, text, timings) instead of streaming.") var json = false
 
+    func validate() throws {
+        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be >= 0, got \(maxTokens)") }
+        guard temperature.isFinite, temperature >= 0 else { throw ValidationError("--temperature must be a finite number >= 0, got \(temperature)") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be >= 0, got \(topK)") }
+        guard topP.isFinite, topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
+    }
+
     func run() async throws {
         let text: String
         if let promptFile {
@@ -31,6 +38,7 @@ struct Generate: AsyncParsableCommand {
         }
         let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model))
         let ids = try lm.promptIds(text, chat: chat, system: system)
+        try lm.checkFits(promptTokens: ids.count, maxTokens: maxTokens, option: "--max-tokens")
         let parameters = GenerationParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP,
                                               seed: seed, stopStrings: stops)
         let result = try lm.generate(promptIds: ids, parameters: parameters) { piece in

@@ -24,6 +24,25 @@ struct InitModel: AsyncParsableCommand {
     @Option(name: .customLong("max-shard-size"), help: "Largest shard (e.g. 5GB, 200KB).") var maxShardSize = "5GB"
     @Option(help: "Output directory (must not exist).") var out: String
 
+    func validate() throws {
+        let sizes: [(String, Int, ClosedRange<Int>)] = [
+            ("--layers", layers, 1...1024), ("--hidden", hidden, 1...65536), ("--intermediate", intermediate, 1...262144),
+            ("--heads", heads, 1...1024), ("--kv-heads", kvHeads, 1...1024), ("--vocab", vocab, 259...1 << 20),
+            ("--max-position", maxPosition, 1...1 << 24)]
+        for (name, v, range) in sizes where !range.contains(v) {
+            throw ValidationError("\(name) must be in \(range.lowerBound)…\(range.upperBound), got \(v)")
+        }
+        guard heads % kvHeads == 0 else { throw ValidationError("--heads (\(heads)) must be a multiple of --kv-heads (\(kvHeads))") }
+        if let headDim {
+            guard (2...1024).contains(headDim), headDim % 2 == 0 else { throw ValidationError("--head-dim must be even, in 2…1024, got \(headDim)") }
+        } else {
+            guard hidden % heads == 0, (hidden / heads) % 2 == 0 else {
+                throw ValidationError("--hidden (\(hidden)) / --heads (\(heads)) must be an even whole head dimension; or give --head-dim")
+            }
+        }
+        guard ropeTheta.isFinite, ropeTheta > 1 else { throw ValidationError("--rope-theta must be a finite number > 1, got \(ropeTheta)") }
+    }
+
     func run() async throws {
         var spec = RandomModelSpec()
         spec.architecture = arch

@@ -14,11 +14,22 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to bind.") var host = "127.0.0.1"
     @Option(help: "Port to bind (0: any free port; the bound port is printed).") var port = 8000
     @Option(name: .customLong("served-model-name"), help: "Model id reported by /v1/models (default: directory name).") var name: String?
+    @Option(name: .customLong("max-queue"), help: "Generation requests admitted at once (running + waiting); more get 503.") var maxQueue = 64
+    @Option(name: .customLong("request-timeout"), help: "Seconds a generation request may take, queueing included (then 504).") var requestTimeout: Double = 600
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535 (0: any free port), got \(port)") }
+        guard maxQueue >= 1 else { throw ValidationError("--max-queue must be at least 1, got \(maxQueue)") }
+        guard requestTimeout.isFinite, requestTimeout > 0 else {
+            throw ValidationError("--request-timeout must be a positive number of seconds, got \(requestTimeout)")
+        }
+    }
 
     func run() async throws {
         let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model))
         let id = name ?? URL(fileURLWithPath: model).lastPathComponent
-        let server = OpenAIServer(backend: EngineBackend(lm, model: id), host: host, port: port)
+        let server = OpenAIServer(backend: EngineBackend(lm, model: id), host: host, port: port,
+                                  limits: .init(maxQueued: maxQueue, requestSeconds: requestTimeout))
         try await server.run { bound in
             FileHandle.standardError.write(Data("longctx serve: \(id) on http://\(host):\(bound)\n".utf8))
         }

@@ -28,7 +28,7 @@ struct LoRAInteropTests {
         return try json(try #require(out.split(separator: "\n").last.map(String.init)))
     }
 
-    @Test("PEFT loads our adapters (default and --serving --embed-lora) without warnings and merge_and_unload equals longctx lora merge")
+    @Test("PEFT loads our adapters (default and --serving --embed-lora) without warnings and merge_and_unload equals longctx lora merge", .enabled(if: TestSupport.interopCanRun(["torch", "transformers", "peft"]), "needs Python torch, transformers, peft (LONGCTX_INTEROP=1 makes their absence a failure)"))
     func peftMerge() throws {
         guard try TestSupport.interopEnabled(["torch", "transformers", "peft"]) else { return }
         let root = TestSupport.scratchDirectory("lora-peft")
@@ -73,7 +73,7 @@ struct LoRAInteropTests {
         }
     }
 
-    @Test("exact SVD with mergekit's options gives mergekit-extract-lora's factors; randomized is within 0.5 % of exact",
+    @Test("exact SVD with mergekit's options gives mergekit-extract-lora's factors; randomized is within 0.5 % of exact", .enabled(if: TestSupport.interopCanRun(["torch", "transformers", "peft", "mergekit"]), "needs Python torch, transformers, peft, mergekit (LONGCTX_INTEROP=1 makes their absence a failure)"),
           arguments: [["--max-rank", "5", "--sv-epsilon", "0.02"]])
     func mergekitEquality(mkArgs: [String]) throws {
         guard try TestSupport.interopEnabled(["torch", "transformers", "peft", "mergekit"]) else { return }
@@ -110,7 +110,7 @@ struct LoRAInteropTests {
         }
     }
 
-    @Test("TIES with PEFT's and mergekit's semantics equals peft.utils.merge_utils.ties and mergekit's GTA core")
+    @Test("TIES with PEFT's and mergekit's semantics equals peft.utils.merge_utils.ties and mergekit's GTA core", .enabled(if: TestSupport.interopCanRun(["torch", "peft", "mergekit"]), "needs Python torch, peft, mergekit (LONGCTX_INTEROP=1 makes their absence a failure)"))
     func tiesSemantics() throws {
         guard try TestSupport.interopEnabled(["torch", "peft", "mergekit"]) else { return }
         let dir = TestSupport.scratchDirectory("lora-ties")

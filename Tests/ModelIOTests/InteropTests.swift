@@ -13,7 +13,7 @@ struct SafetensorsInteropTests {
 
     static let torchDtype: [String: DType] = ["float32": .f32, "float16": .f16, "bfloat16": .bf16, "int64": .i64]
 
-    @Test func filesWrittenByPythonReadBackExactly() throws {
+    @Test(.enabled(if: TestSupport.interopCanRun(["torch", "safetensors", "numpy"]), "needs Python torch, safetensors, numpy (LONGCTX_INTEROP=1 makes their absence a failure)")) func filesWrittenByPythonReadBackExactly() throws {
         guard try TestSupport.interopEnabled(["torch", "safetensors", "numpy"]) else { return }
         let d = TestSupport.scratchDirectory("py-st")
         try TestSupport.runPython(try String(contentsOfFile: Self.script, encoding: .utf8), ["write", d])
@@ -38,7 +38,7 @@ struct SafetensorsInteropTests {
         #expect(checked == 12)
     }
 
-    @Test func filesWeWriteLoadInSafetensorsTorchAndTransformers() throws {
+    @Test(.enabled(if: TestSupport.interopCanRun(["torch", "safetensors", "numpy", "transformers"]), "needs Python torch, safetensors, numpy, transformers (LONGCTX_INTEROP=1 makes their absence a failure)")) func filesWeWriteLoadInSafetensorsTorchAndTransformers() throws {
         guard try TestSupport.interopEnabled(["torch", "safetensors", "numpy", "transformers"]) else { return }
         let d = TestSupport.scratchDirectory("sw-st")
         var rng = SeededRandom(seed: 9)
@@ -83,7 +83,7 @@ struct SafetensorsInteropTests {
         #expect(out.contains("checked"), "\(out)")
     }
 
-    @Test func bf16RoundingMatchesTorchOnAMillionValues() throws {
+    @Test(.enabled(if: TestSupport.interopCanRun(["torch", "safetensors", "numpy"]), "needs Python torch, safetensors, numpy (LONGCTX_INTEROP=1 makes their absence a failure)")) func bf16RoundingMatchesTorchOnAMillionValues() throws {
         guard try TestSupport.interopEnabled(["torch", "safetensors", "numpy"]) else { return }
         let d = TestSupport.scratchDirectory("bf16")
         try TestSupport.runPython(try String(contentsOfFile: Self.script, encoding: .utf8), ["bf16", d])

@@ -85,6 +85,11 @@ public enum TestSupport {
         return r.status == 0
     }
 
+    /// The condition of an interop test's `.enabled(if:)` trait: true when `modules` import, or when
+    /// `LONGCTX_INTEROP=1` (the test then runs and ``interopEnabled(_:)`` fails it for the missing module). Without
+    /// Python a plain `swift test` thus reports the test as skipped, by name, never as passed.
+    public static func interopCanRun(_ modules: [String]) -> Bool { interopRequired || pythonHas(modules) }
+
     /// Whether an interop test needing `modules` should run: yes when they import; when they do
     /// not and `LONGCTX_INTEROP=1`, that is an error (the test then fails with this message).
     public static func interopEnabled(_ modules: [String]) throws -> Bool {

@@ -7,7 +7,8 @@ import Testing
 /// Logits of random Llama / Qwen2 / Mistral models against transformers (eager attention, f32), for 256-token
 /// inputs, every RoPE scaling type at positions beyond the original context, biases, tied embeddings, GQA,
 /// sliding window and bf16 weights. Reference models and logits are made by Tests/Interop/engine_interop.py.
-@Suite(.serialized) struct EngineInteropTests {
+@Suite(.serialized, .enabled(if: TestSupport.interopCanRun(["torch", "transformers"]), "needs Python torch, transformers (LONGCTX_INTEROP=1 makes their absence a failure)"))
+struct EngineInteropTests {
     static let cases = ["llama-default", "llama-tied-bias", "llama-headdim", "llama-bf16", "llama-linear",
                         "llama-dynamic", "llama-yarn", "llama-llama3", "llama-longrope", "qwen2", "qwen2-yarn",
                         "mistral-window"]
