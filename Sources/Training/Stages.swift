@@ -4,16 +4,6 @@ import ModelIO
 import RoPE
 import Yams
 
-/// Learning-rate schedule of a stage (after `warmup_steps` of linear warmup from 0).
-public enum LearningRateSchedule: String, Sendable, Codable, CaseIterable {
-    /// Half-cosine from `lr` down to `lr × min_lr_ratio` at the stage's last step.
-    case cosine
-    /// Straight line from `lr` down to `lr × min_lr_ratio`.
-    case linear
-    /// `lr` throughout.
-    case constant
-}
-
 /// The needle test run at the end of a stage (Llama 3's rule: move on only when the needle is found and the
 /// short-context loss has held).
 public struct StageCheck: Sendable, Equatable {
@@ -57,7 +47,7 @@ public struct StageSpec: Sendable, Equatable {
     public var tokenBudget: Int?
     /// Peak learning rate.
     public var lr: Double
-    public var schedule: LearningRateSchedule
+    public var schedule: ScheduleKind
     public var warmupSteps: Int
     /// Floor of cosine/linear decay as a fraction of `lr` (ProLong: 0.1).
     public var minLRRatio: Double

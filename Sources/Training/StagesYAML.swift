@@ -165,7 +165,7 @@ struct StagesYAML {
             name: name, index: index, seqLen: seqLen, rope: try rope(map, node: node, label: label),
             steps: steps, tokenBudget: budget,
             lr: try number(required("lr"), label + ".lr", min: 0, exclusive: true),
-            schedule: try map["schedule"].map { try choice($0, label + ".schedule", LearningRateSchedule.self) } ?? .constant,
+            schedule: try map["schedule"].map { try choice($0, label + ".schedule", ScheduleKind.self) } ?? .constant,
             warmupSteps: warmup,
             minLRRatio: try map["min_lr_ratio"].map { try number($0, label + ".min_lr_ratio", min: 0, max: 1) } ?? 0,
             tokensPerStep: tokensPerStep,

@@ -5,7 +5,7 @@ import ModelIO
 /// stages-file hash), the optimizer's step and hyper-parameters, and the trainer's own Codable state in `extra`
 /// (the seeded RNG, the data cursor…). Written as the JSON header of a training-state file
 /// (`TrainingStateFile`), beside the f32 arrays (master weights, AdamW moments).
-public struct TrainingProgress<Extra: Codable & Sendable>: Codable, Sendable {
+public struct TrainingCheckpointInfo<Extra: Codable & Sendable>: Codable, Sendable {
     /// What identifies the base model (e.g. a hash of its config and weights); `--resume` refuses another model.
     public var modelIdentity: String
     /// A hash of the stages file; `--resume` refuses a state written under another stages file.
@@ -66,7 +66,7 @@ public struct TrainingStateContents<Metadata> {
     }
 }
 
-/// The training-state file: resumable trainer state (`TrainingProgress` or any Codable metadata) plus named f32
+/// The training-state file: resumable trainer state (`TrainingCheckpointInfo` or any Codable metadata) plus named f32
 /// arrays, zstd-compressed with content checksums, written atomically (temporary sibling + rename: a crash or error
 /// leaves the previous file untouched and no partial one).
 ///

@@ -207,7 +207,7 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Double {
         var cursor: [String: [Int]]
     }
 
-    static let progress = TrainingProgress(
+    static let progress = TrainingCheckpointInfo(
         modelIdentity: "sha256:abc", stagesHash: "sha256:def", stageIndex: 1, step: 1234, tokensSeen: 5_000_000_123,
         optimizerStep: 1234, optimizer: AdamWOptions(learningRate: 3e-5, beta2: 0.95, weightDecay: 0.1),
         extra: Extra(rngState: 0xe220_a839_7b1d_cdaf, spare: -0.123456789, cursor: ["domain0": [3, 17], "domain1": [0, 2]]))
@@ -229,8 +229,8 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Double {
         return (dir, path)
     }
 
-    func read(_ path: String) throws -> TrainingStateContents<TrainingProgress<Extra>> {
-        try TrainingStateFile.read(path, metadata: TrainingProgress<Extra>.self)
+    func read(_ path: String) throws -> TrainingStateContents<TrainingCheckpointInfo<Extra>> {
+        try TrainingStateFile.read(path, metadata: TrainingCheckpointInfo<Extra>.self)
     }
 
     /// The error message `body` throws (a `ModelIOError` naming the file).
