@@ -1,11 +1,12 @@
 /* Transformer kernels: exp, online-softmax block update, SiLU gate, RMSNorm.
    Each has a portable C version and an AVX2+FMA version chosen once at run time. */
 #include "CKernels.h"
+#include "cpu.h"
 #include <math.h>
 #include <string.h>
 #include <immintrin.h>
 
-static int have_avx2_fma(void) {
+int ck_cpu_avx2_fma(void) {
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
@@ -13,6 +14,8 @@ static int have_avx2_fma(void) {
     }
     return level;
 }
+
+static int have_avx2_fma(void) { return ck_cpu_avx2_fma(); }
 
 /* ---- exp ---- */
 #define EXP_HI 88.3762626647949f

@@ -2,17 +2,11 @@
    Each has a portable C version and an AVX2+FMA version chosen once at run time; both give identical results
    (the same fused multiply-adds, correctly rounded sqrt and division, the same summation order). */
 #include "CKernels.h"
+#include "cpu.h"
 #include <math.h>
 #include <immintrin.h>
 
-static int optimizer_avx2(void) {
-    static int level = -1;
-    if (level < 0) {
-        __builtin_cpu_init();
-        level = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-    }
-    return level;
-}
+static int optimizer_avx2(void) { return ck_cpu_avx2_fma(); }
 
 /* One element of the update (also the vector loop's tail). */
 static inline void adamw_one(float *p, const float *g, float *m, float *v, size_t i, const ck_adamw_step *k,
