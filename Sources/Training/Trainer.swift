@@ -1,0 +1,289 @@
+import Basics
+import Foundation
+import ModelIO
+import RoPE
+import TensorCore
+import Tokenizers
+import Transformer
+
+/// What `longctx train` was asked to do.
+public struct TrainRequest: Sendable {
+    public var model: String
+    public var data: [DomainSpec]
+    public var stagesPath: String
+    public var out: String
+    public var resume: Bool
+    /// Parallel workers (results are bit-identical for a fixed count, which a resumed run must keep).
+    public var workers: Int
+
+    public init(model: String, data: [DomainSpec], stagesPath: String, out: String, resume: Bool = false,
+                workers: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)) {
+        self.model = model; self.data = data; self.stagesPath = stagesPath; self.out = out
+        self.resume = resume; self.workers = workers
+    }
+}
+
+/// Everything a resumed run needs besides the weights and the optimizer's moments, stored in the training-state
+/// file's header.
+struct RunState: Codable, Equatable {
+    var modelIdentity: String
+    var stagesHash: String
+    var dataFingerprint: String
+    var workers: Int
+    var stageIndex: Int
+    /// Steps done in the current stage.
+    var stageStep: Int
+    /// Steps done in the whole run.
+    var step: Int
+    var tokensSeen: Int
+    var optimizerStep: Int
+    var cursor: DataCursor
+    var elapsedSeconds: Double
+}
+
+/// Progressive continued pretraining: for each stage of a stages file, packed sequences of the stage's length with
+/// its RoPE settings, AdamW steps with gradient clipping and the stage's schedule, a training state every
+/// `save_every` steps (weights, moments, data cursor; resumable bit-identically) and a Hugging Face model directory
+/// at each stage's end.
+///
+/// Output layout: `OUT/stage-K/` (K = 1, 2, …) and `OUT/final/`, each a model directory transformers and `longctx
+/// eval` load; `OUT/train.jsonl` (one record per step); `OUT/state.lcts` (the latest training state);
+/// `OUT/report.html` and `OUT/loss.svg`.
+public final class Trainer {
+    public static let stateName = "state.lcts"
+
+    public let request: TrainRequest
+    public let directory: ModelDirectory
+    public let stages: TrainingStages
+    public let ropes: [ResolvedStageRope]
+    public let mixture: DataMixture
+    public let model: TrainableModel
+    let slices: [ParameterSlice]
+    var optimizer: AdamW
+    var state: RunState
+    let weightDType: DType
+    let baseConfig: JSONObject
+
+    /// Reads and checks every input (model, tokenizer, stages, data, a state to resume from) before anything is
+    /// written, so bad input leaves `out` untouched.
+    public init(_ request: TrainRequest) throws {
+        self.request = request
+        directory = try ModelDirectory(path: request.model)
+        stages = try TrainingStages.load(path: request.stagesPath)
+        ropes = try stages.resolveRopes(modelDirectory: directory.path)
+        guard !request.data.isEmpty else { throw TrainingInputError("--data", "no training data given") }
+        mixture = try DataMixture.load(request.data, modelDirectory: directory.path, sampling: stages.sampling)
+        model = try TrainableModel(directory: directory, workers: request.workers, recompute: stages.recompute)
+        baseConfig = try FileOps.readJSONObject(directory.configPath).0
+        weightDType = try Self.checkpointDType(directory)
+        let store = model.parameters
+        slices = store.optimizerSlices
+        let options = AdamWOptions(learningRate: stages.stages[0].lr, beta1: stages.betas.0, beta2: stages.betas.1,
+                                   eps: stages.eps, weightDecay: stages.weightDecay)
+        optimizer = AdamW(slices: slices, options: options)
+        let identity = try Self.modelIdentity(directory)
+        let stagesHash = try SHA256.hex(ofFile: request.stagesPath)
+        state = RunState(modelIdentity: identity, stagesHash: stagesHash, dataFingerprint: mixture.fingerprint,
+                         workers: request.workers, stageIndex: 0, stageStep: 0, step: 0, tokensSeen: 0,
+                         optimizerStep: 0, cursor: mixture.makeCursor(seed: stages.seed), elapsedSeconds: 0)
+        if request.resume { try restore() } else { try checkFreshOutput() }
+    }
+
+    /// The dtype the checkpoints are written in: the base model's embedding dtype.
+    static func checkpointDType(_ directory: ModelDirectory) throws -> DType {
+        let checkpoint = try directory.weights()
+        return checkpoint.info("model.embed_tokens.weight")?.dtype ?? .f32
+    }
+
+    /// A fingerprint of the model: `config.json` and every tensor's name, dtype, shape and bytes' SHA-256 of the
+    /// first shard header (cheap; a resumed run must start from the same model).
+    static func modelIdentity(_ directory: ModelDirectory) throws -> String {
+        var hash = SHA256()
+        let config = try FileOps.read(directory.configPath)
+        config.withUnsafeBytes { hash.update($0) }
+        let checkpoint = try directory.weights()
+        for info in checkpoint.infos.sorted(by: { $0.name < $1.name }) {
+            let line = "\(info.name) \(info.dtype.rawValue) \(info.shape) \(info.byteCount)\n"
+            Data(line.utf8).withUnsafeBytes { hash.update($0) }
+            let t = try checkpoint.tensor(info.name)
+            hash.update(t.rawBytes)
+        }
+        return hash.finalizeHex()
+    }
+
+    var statePath: String { (request.out as NSString).appendingPathComponent(Self.stateName) }
+
+    func checkFreshOutput() throws {
+        if FileOps.exists(request.out) {
+            guard FileOps.isDirectory(request.out) else {
+                throw TrainingInputError(request.out, "--out exists and is not a directory")
+            }
+            if FileOps.exists(statePath) || FileOps.exists((request.out as NSString).appendingPathComponent(TrainingLog.fileName)) {
+                throw TrainingInputError(request.out, "--out already holds a training run; pass --resume to continue it or choose another directory")
+            }
+        }
+    }
+
+    /// Loads the latest training state and checks that it belongs to this model, stages file, data and worker count.
+    func restore() throws {
+        guard FileOps.exists(statePath) else {
+            throw TrainingInputError(statePath, "--resume: no training state here (it is written every save_every steps and at each stage end)")
+        }
+        let contents = try TrainingStateFile.read(statePath, metadata: RunState.self)
+        let saved = contents.metadata
+        guard saved.modelIdentity == state.modelIdentity else {
+            throw TrainingInputError(statePath, "--resume: this state was written for another model than \(directory.path)")
+        }
+        guard saved.stagesHash == state.stagesHash else {
+            throw TrainingInputError(statePath, "--resume: this state was written for another stages file than \(request.stagesPath) (its contents changed)")
+        }
+        guard saved.dataFingerprint == state.dataFingerprint else {
+            throw TrainingInputError(statePath, "--resume: the training data differ from the run that wrote this state")
+        }
+        guard saved.workers == state.workers else {
+            throw TrainingInputError(statePath, "--resume: the run used \(saved.workers) workers; resume with --workers \(saved.workers) for identical results")
+        }
+        try mixture.check(saved.cursor)
+        let n = model.parameters.count
+        let weights = try contents.array("weights", count: n)
+        weights.withUnsafeBufferPointer { model.parameters.values.update(from: $0.baseAddress!, count: n) }
+        optimizer = AdamW(slices: slices, options: optimizer.options, step: saved.optimizerStep,
+                          m: try contents.array("adam_m", count: n), v: try contents.array("adam_v", count: n))
+        state = saved
+    }
+
+    func saveState() throws {
+        state.optimizerStep = optimizer.step
+        let n = model.parameters.count
+        try optimizer.m.withUnsafeBufferPointer { m in
+            try optimizer.v.withUnsafeBufferPointer { v in
+                try TrainingStateFile.write(to: statePath, metadata: state, arrays: [
+                    ("weights", UnsafeBufferPointer(start: model.parameters.values, count: n)), ("adam_m", m), ("adam_v", v),
+                ])
+            }
+        }
+    }
+
+    /// The stage's learning-rate schedule (steps counted within the stage).
+    func schedule(_ stage: StageSpec) -> LearningRateSchedule {
+        LearningRateSchedule(kind: stage.schedule, peak: stage.lr, warmupSteps: stage.warmupSteps,
+                             totalSteps: stage.steps, minRatio: stage.minLRRatio)
+    }
+
+    /// Runs (or continues) the whole schedule. `progress` receives each step's record.
+    @discardableResult
+    public func run(progress: TrainingProgress? = nil) throws -> [TrainingLogRecord] {
+        try FileOps.makeDirectory(request.out)
+        let log = try TrainingLog(directory: request.out, resumeAfterStep: request.resume ? state.step : nil)
+        let clock = Date()
+        let elapsedBefore = state.elapsedSeconds
+        let totalSteps = stages.stages.reduce(0) { $0 + $1.steps }
+        while state.stageIndex < stages.stages.count {
+            let stage = stages.stages[state.stageIndex]
+            model.rope = try RopeRuntime(ropes[state.stageIndex].configuration)
+            let lr = schedule(stage)
+            while state.stageStep < stage.steps {
+                let started = Date()
+                let (loss, tokens) = try step(stage)
+                let record = TrainingLogRecord(
+                    step: state.step, stage: stage.name, stageIndex: state.stageIndex, stageStep: state.stageStep,
+                    seqLen: stage.seqLen, loss: loss, lr: lr.learningRate(at: state.stageStep - 1),
+                    gradNorm: Double(lastGradNorm), tokens: tokens,
+                    tokensPerSecond: Double(tokens) / max(1e-9, Date().timeIntervalSince(started)),
+                    seconds: Date().timeIntervalSince(started), elapsed: elapsedBefore + Date().timeIntervalSince(clock))
+                try log.append(record)
+                progress?.update(record, stageSteps: stage.steps, remainingSteps: totalSteps - state.step)
+                state.elapsedSeconds = record.elapsed
+                if stages.saveEvery > 0 && state.stageStep % stages.saveEvery == 0 && state.stageStep < stage.steps {
+                    try saveState()
+                }
+            }
+            try writeModel(to: stageDirectory(state.stageIndex), rope: ropes[state.stageIndex])
+            state.stageIndex += 1
+            state.stageStep = 0
+            try saveState()
+        }
+        let last = stageDirectory(stages.stages.count - 1)
+        try writeModel(to: (request.out as NSString).appendingPathComponent("final"), rope: ropes[stages.stages.count - 1],
+                       copyOf: last)
+        let records = try TrainingLog.read(path: log.path)
+        let reports = stages.stages.enumerated().map { i, s in
+            StageReport(stage: s, rope: ropes[i].summary, records: records.filter { $0.stageIndex == i })
+        }
+        try TrainingReport.write(directory: request.out, records: records, stages: reports,
+                                 title: "Training \((directory.path as NSString).lastPathComponent)")
+        return records
+    }
+
+    private var lastGradNorm: Float = 0
+
+    /// One optimizer step: `tokens_per_step / seq_len` packed sequences, the mean cross-entropy over all their
+    /// target tokens (as transformers' Trainer with `num_items_in_batch`), clipping, AdamW at the scheduled rate.
+    func step(_ stage: StageSpec) throws -> (loss: Double, tokens: Int) {
+        let sequences = try (0..<max(1, stage.sequencesPerStep)).map { _ in
+            try mixture.nextSequence(length: stage.seqLen, options: stages.packing, cursor: &state.cursor).trainingSequence
+        }
+        let lossTokens = sequences.reduce(0) { $0 + $1.lossTokens }
+        let store = model.parameters
+        store.zeroGradients()
+        var total = 0.0
+        for s in sequences {
+            total += try model.accumulateGradients(s, lossScale: 1 / Float(max(1, lossTokens))).loss
+        }
+        let grads = UnsafeMutableBufferPointer(start: store.gradients, count: store.count)
+        if stages.gradClip > 0 {
+            lastGradNorm = GradientClipping.clipGradientNorm(grads, slices: slices, maxNorm: stages.gradClip)
+        } else {
+            lastGradNorm = GradientClipping.globalNorm(UnsafeBufferPointer(grads), slices: slices)
+        }
+        let lr = schedule(stage).learningRate(at: state.stageStep)
+        optimizer.update(parameters: UnsafeMutableBufferPointer(start: store.values, count: store.count),
+                         gradients: UnsafeBufferPointer(grads), learningRate: lr, threads: model.workers)
+        state.stageStep += 1
+        state.step += 1
+        let tokens = sequences.reduce(0) { $0 + $1.count }
+        state.tokensSeen += tokens
+        return (total / Double(max(1, lossTokens)), tokens)
+    }
+
+    public func stageDirectory(_ index: Int) -> String {
+        (request.out as NSString).appendingPathComponent("stage-\(index + 1)")
+    }
+
+    /// Writes the current weights as a Hugging Face model directory (weights in the base model's dtype, config.json
+    /// with the stage's RoPE and `max_position_embeddings`, the tokenizer files copied), through a temporary
+    /// directory renamed into place. With `copyOf`, copies that directory's files instead of writing them again.
+    func writeModel(to path: String, rope: ResolvedStageRope, copyOf source: String? = nil) throws {
+        let tmp = FileOps.temporarySibling(of: path)
+        try FileOps.makeDirectory(tmp)
+        do {
+            if let source {
+                for name in try FileOps.listDirectory(source) {
+                    try FileManager.default.copyItem(atPath: (source as NSString).appendingPathComponent(name),
+                                                     toPath: (tmp as NSString).appendingPathComponent(name))
+                }
+            } else {
+                let tensors = model.parameters.huggingFaceTensors(dtype: weightDType)
+                let specs = tensors.map { TensorSpec(name: $0.name, dtype: $0.tensor.dtype, shape: $0.tensor.shape) }
+                let writer = try CheckpointWriter(directory: tmp, specs: specs)
+                for t in tensors { try writer.append(name: t.name, tensor: t.tensor) }
+                try writer.finish()
+                let config = try rope.apply(to: baseConfig)
+                try FileOps.writeAtomically(JSONValue.object(config).serialized() + "\n",
+                                            to: (tmp as NSString).appendingPathComponent("config.json"))
+                for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                             "generation_config.json", "chat_template.jinja"] {
+                    let src = (directory.path as NSString).appendingPathComponent(name)
+                    if FileOps.exists(src) {
+                        try FileManager.default.copyItem(atPath: src, toPath: (tmp as NSString).appendingPathComponent(name))
+                    }
+                }
+            }
+            FileOps.remove(path)
+            try FileOps.rename(tmp, to: path)
+        } catch {
+            FileOps.remove(tmp)
+            throw error
+        }
+    }
+}
