@@ -147,14 +147,3 @@ public final class ParameterStore: @unchecked Sendable {
         }
     }
 }
-
-extension ParameterStore {
-    /// The optimizer's view of the buffers: one slice per transformers tensor (so gradient clipping takes the norm
-    /// of the same per-tensor norms as `clip_grad_norm_`), decaying the matrices only.
-    public var optimizerSlices: [ParameterSlice] {
-        slots.flatMap { slot in
-            slot.parts.map { ParameterSlice(name: $0.name, offset: slot.offset + $0.firstRow * slot.cols,
-                                            count: $0.rows * slot.cols, decays: slot.decays) }
-        }
-    }
-}

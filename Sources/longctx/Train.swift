@@ -1,25 +1,78 @@
 import ArgumentParser
+import EvalBackends
+import Evaluation
 import Foundation
 import ModelIO
 import Training
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Progressive continued pretraining: the stages of a YAML file (lengths, RoPE, budgets, schedules), packed documents with document masks, checkpoints per stage, exact resume.")
+        abstract: "Progressive continued pretraining: the stages of a YAML file (lengths, RoPE, budgets, schedules), packed documents with document masks, checkpoints per stage, exact resume; full fine-tuning or LoRA.")
 
     @Option(help: "Model directory (or a known short name such as smollm2-135m-instruct).") var model: String
-    @Option(help: "Training data: a .txt/.md file (one document), a .jsonl file (a `text` field per line), a directory of them, or a corpus from `longctx data pack`; repeat for several domains (PATH or PATH:WEIGHT).")
+    @Option(help: "Training data: a .txt/.md file (one document), a .jsonl file (a `text` field per line), a directory of them, or a corpus from `longctx data pack`; repeat for several domains (PATH or PATH@WEIGHT).")
     var data: [String] = []
     @Option(help: "Stages file (YAML); see eval/stages/.") var stages: String
     @Option(help: "Output directory: stage-K/ and final/ model directories, train.jsonl, state.lcts, report.html.") var out: String
     @Flag(help: "Continue the run in --out from its last training state (bit-identical to an uninterrupted run).") var resume = false
     @Option(help: "Parallel workers (a resumed run must use the same number).") var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @Option(name: .customLong("held-out"), help: "Held-out data for the stages' short-context loss check (check.max_loss_increase).")
+    var heldOut: [String] = []
+    @OptionGroup var lora: LoRAOptions
 
     func run() throws {
         let request = TrainRequest(model: try ModelResolver.resolve(model), data: try data.map(DomainSpec.init(parsing:)),
-                                   stagesPath: stages, out: out, resume: resume, workers: workers)
+                                   stagesPath: stages, out: out, resume: resume, workers: workers,
+                                   lora: try lora.configuration(), loraMerge: lora.merge,
+                                   heldOut: try heldOut.map(DomainSpec.init(parsing:)))
         let trainer = try Trainer(request)
-        try trainer.run(progress: TrainingProgress(stageCount: trainer.stages.stages.count))
+        try trainer.run(progress: TrainingProgress(stageCount: trainer.stages.stages.count), check: Self.retrievalCheck)
         print("wrote \(trainer.stageDirectory(trainer.stages.stages.count - 1)) and \((out as NSString).appendingPathComponent("final")); log \((out as NSString).appendingPathComponent("train.jsonl"))")
     }
+
+    /// A stage's check on the built-in engine (passkey, or NIAH with eval/niah.json), run to completion from this
+    /// synchronous command.
+    static func retrievalCheck(_ check: StageCheck, _ directory: String) throws -> [StageCheckResult.LengthResult] {
+        let suite = check.task == .niah ? try NIAHSuite.load(path: DataFile.locate("eval/niah.json")) : nil
+        let rows = try waitFor {
+            try await RetrievalCheck.run(modelDirectory: directory, lengths: check.lengths, samples: check.samples, suite: suite)
+        }
+        return rows.map { .init(length: $0.length, accuracy: $0.accuracy, samples: $0.samples) }
+    }
+}
+
+/// LoRA mode of `longctx train` (LongLoRA-style); off unless `--lora-rank` is given.
+struct LoRAOptions: ParsableArguments {
+    @Option(name: .customLong("lora-rank"), help: "Train LoRA factors of this rank instead of every weight.") var rank: Int?
+    @Option(name: .customLong("lora-alpha"), help: "lora_alpha (scale s = alpha/rank).") var alpha: Double = 16
+    @Option(name: .customLong("lora-targets"), help: "Projections to adapt: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj.")
+    var targets = "q_proj,k_proj,v_proj,o_proj"
+    @Option(name: .customLong("lora-trainable"), help: "Also train these in full (LongLoRA): norms, embed.") var trainable = ""
+    @Flag(name: .customLong("lora-rslora"), help: "rsLoRA scaling (s = alpha/√rank).") var rsLoRA = false
+    @Flag(name: .customLong("lora-merge"), help: "Also write each stage's merged model beside its adapter.") var merge = false
+
+    func configuration() throws -> LoRATrainingConfig? {
+        guard let rank else {
+            guard !merge else { throw ValidationError("--lora-merge needs --lora-rank (LoRA mode)") }
+            return nil
+        }
+        let config = LoRATrainingConfig(rank: rank, alpha: alpha,
+                                        targets: try LoRATrainingConfig.list(targets, option: "--lora-targets"),
+                                        trainable: try LoRATrainingConfig.list(trainable, option: "--lora-trainable"),
+                                        rsLoRA: rsLoRA)
+        try config.validate()
+        return config
+    }
+}
+
+/// Runs async work to completion from synchronous code on the main thread (the work runs on the concurrency pool).
+func waitFor<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var result: Result<T, Error>!
+    Task {
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try result.get()
 }

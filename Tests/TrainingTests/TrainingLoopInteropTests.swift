@@ -25,7 +25,9 @@ import Transformer
         let lr = 3e-3, warmup = 5, stepsCount = 20
         let steps: [[TrainingSequence]] = (0..<stepsCount).map { _ in
             (0..<2).map { _ in
-                let tokens = (0..<96).map { _ in Int(rng.next() % 300) }
+                // A learnable stream: a cycle of 12 tokens from a random start, so the loss must fall.
+                let start = Int(rng.next() % 300)
+                let tokens = (0..<96).map { (start + 7 * ($0 % 12)) % 300 }
                 var targets = Array(tokens.dropFirst()) + [-1]
                 for i in 0..<96 where rng.next() % 8 == 0 { targets[i] = -1 }
                 return TrainingSequence(tokens: tokens, targets: targets)
@@ -43,7 +45,7 @@ import Transformer
 
         let model = try TrainableModel(directory: try ModelDirectory(path: modelDir), workers: 2)
         let store = model.parameters
-        let slices = store.optimizerSlices
+        let slices = store.parameterSlices
         var optimizer = AdamW(slices: slices, options: AdamWOptions(learningRate: lr, beta1: 0.9, beta2: 0.95, eps: 1e-8,
                                                                     weightDecay: 0.1))
         let schedule = LearningRateSchedule(kind: .cosine, peak: lr, warmupSteps: warmup, totalSteps: stepsCount)
