@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import EvalBackends
 import Evaluation
 import Foundation
@@ -13,14 +14,21 @@ struct Train: ParsableCommand {
     @Option(help: "Training data: a .txt/.md file (one document), a .jsonl file (a `text` field per line), a directory of them, or a corpus from `longctx data pack`; repeat for several domains (PATH or PATH@WEIGHT).")
     var data: [String] = []
     @Option(help: "Stages file (YAML); see eval/stages/.") var stages: String
-    @Option(help: "Output directory: stage-K/ and final/ model directories, train.jsonl, state.lcts, report.html.") var out: String
+    @Option(help: "Output directory: stage-K/ and final/ model directories, train.jsonl, state.lcts, report.html.") var out: String?
     @Flag(help: "Continue the run in --out from its last training state (bit-identical to an uninterrupted run).") var resume = false
     @Option(help: "Parallel workers (a resumed run must use the same number).") var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
     @Option(name: .customLong("held-out"), help: "Held-out data for the stages' short-context loss check (check.max_loss_increase).")
     var heldOut: [String] = []
     @OptionGroup var lora: LoRAOptions
+    @OptionGroup var estimate: EstimateOptions
+
+    func validate() throws {
+        if !estimate.estimate && out == nil { throw ValidationError("--out DIR is required (or --estimate to plan without training)") }
+    }
 
     func run() throws {
+        if estimate.estimate { return try estimate.run(model: try ModelResolver.resolve(model), stages: stages, workers: workers) }
+        let out = out!
         let request = TrainRequest(model: try ModelResolver.resolve(model), data: try data.map(DomainSpec.init(parsing:)),
                                    stagesPath: stages, out: out, resume: resume, workers: workers,
                                    lora: try lora.configuration(), loraMerge: lora.merge,
@@ -38,6 +46,52 @@ struct Train: ParsableCommand {
             try await RetrievalCheck.run(modelDirectory: directory, lengths: check.lengths, samples: check.samples, suite: suite)
         }
         return rows.map { .init(length: $0.length, accuracy: $0.accuracy, samples: $0.samples) }
+    }
+}
+
+/// `longctx train --estimate`: the per-stage plan for a ring of ranks, from this machine's measured rates or given ones.
+struct EstimateOptions: ParsableArguments {
+    @Flag(help: "Print per stage the FLOPs per step, memory and traffic per rank and the expected step time; train nothing (only config.json of --model is read).")
+    var estimate = false
+    @Option(help: "With --estimate: ranks each sequence is split over (ring attention).") var ring = 1
+    @Option(name: .customLong("rank-tflops"), help: "With --estimate: sustained TFLOP/s of one rank (default: measured here with --workers threads).")
+    var rankTFLOPs: Double?
+    @Option(name: .customLong("rank-memory"), help: "With --estimate: memory of one rank, e.g. 80G.") var rankMemory: String?
+    @Option(name: .customLong("link-gbps"), help: "With --estimate: GB/s one rank sends to its neighbour (default: memory copy rate here).")
+    var linkGBps: Double?
+    @Option(name: .customLong("rank-memory-gbps"), help: "With --estimate: GB/s of one rank's memory (default: measured here).")
+    var memoryGBps: Double?
+    @Flag(help: "With --estimate: print JSON.") var json = false
+
+    func run(model: String, stages: String, workers: Int) throws {
+        let memory = try rankMemory.map { text -> Double in
+            guard let bytes = parseLength(text), bytes > 0 else { throw ValidationError("--rank-memory: expected a size such as 80G, got '\(text)'") }
+            return Double(bytes)
+        }
+        for (name, value) in [("--rank-tflops", rankTFLOPs), ("--link-gbps", linkGBps), ("--rank-memory-gbps", memoryGBps)] {
+            if let value, !(value.isFinite && value > 0) { throw ValidationError("\(name) must be a positive number, got \(value)") }
+        }
+        let (rows, capacity) = try TrainingEstimate.plan(modelDirectory: model, stagesPath: stages, ring: ring) { configuration in
+            var c = rankTFLOPs != nil && linkGBps != nil && memoryGBps != nil
+                ? RankCapacity(matmulFLOPs: 0, attentionFLOPs: 0, attentionBackwardFLOPs: 0, memoryBytes: memory,
+                               linkBytesPerSecond: 0, memoryBytesPerSecond: 0, source: "")
+                : RankCapacity.measure(configuration: configuration, workers: workers, memoryBytes: memory)
+            if let t = rankTFLOPs {
+                c.matmulFLOPs = t * 1e12; c.attentionFLOPs = t * 1e12; c.attentionBackwardFLOPs = t * 1e12
+                c.source = "given"
+            }
+            if let l = linkGBps { c.linkBytesPerSecond = l * 1e9 }
+            if let m = memoryGBps { c.memoryBytesPerSecond = m * 1e9 }
+            return c
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            struct Plan: Encodable { let capacity: RankCapacity; let stages: [StageEstimate] }
+            print(String(decoding: try encoder.encode(Plan(capacity: capacity, stages: rows)), as: UTF8.self))
+        } else {
+            print(TrainingEstimate.table(rows, capacity: capacity), terminator: "")
+        }
     }
 }
 

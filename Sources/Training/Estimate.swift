@@ -1,0 +1,253 @@
+import Basics
+import Foundation
+import ModelIO
+import TensorCore
+import Transformer
+
+/// What one rank of a cluster offers, for ``TrainingEstimate``: sustained rates of the two kinds of work a training
+/// step is made of, the rank's memory, and the link between ranks.
+public struct RankCapacity: Sendable, Equatable, Codable {
+    /// Sustained FLOP/s of the linear layers' matrix products (forward and backward).
+    public var matmulFLOPs: Double
+    /// Sustained FLOP/s of blockwise attention, forward and backward.
+    public var attentionFLOPs: Double
+    public var attentionBackwardFLOPs: Double
+    /// Memory of the rank in bytes (`nil`: not checked).
+    public var memoryBytes: Double?
+    /// Bytes per second one rank sends to its ring neighbour (and receives), each way.
+    public var linkBytesPerSecond: Double
+    /// Bytes per second of the rank's own memory (AdamW's update is bound by it).
+    public var memoryBytesPerSecond: Double
+    /// Where the figures come from, for the table (e.g. "measured on this machine, 2 threads").
+    public var source: String
+
+    public init(matmulFLOPs: Double, attentionFLOPs: Double, attentionBackwardFLOPs: Double, memoryBytes: Double? = nil,
+                linkBytesPerSecond: Double, memoryBytesPerSecond: Double, source: String) {
+        self.memoryBytesPerSecond = memoryBytesPerSecond
+        self.matmulFLOPs = matmulFLOPs; self.attentionFLOPs = attentionFLOPs
+        self.attentionBackwardFLOPs = attentionBackwardFLOPs; self.memoryBytes = memoryBytes
+        self.linkBytesPerSecond = linkBytesPerSecond; self.source = source
+    }
+}
+
+/// The estimate for one stage: work, memory and traffic per rank of one optimizer step, and its expected time.
+public struct StageEstimate: Sendable, Equatable, Codable {
+    public var stage: String
+    public var seqLen: Int
+    public var ring: Int
+    public var sequencesPerStep: Int
+    /// Tokens of one sequence held by one rank (`seq_len / ring`, rounded up).
+    public var tokensPerRank: Int
+    /// FLOPs of one optimizer step, all ranks together: linear layers and LM head, and attention.
+    public var matmulFLOPsPerStep: Double
+    public var attentionFLOPsPerStep: Double
+    /// Bytes per rank: weights, gradients and AdamW moments (f32, replicated on every rank); activations of one
+    /// sequence (layer inputs, the kept or shared activation set, backward scratch, ring buffers); the K/V of one
+    /// layer held at once (own block plus the blocks in flight).
+    public var stateBytes: Double
+    public var activationBytes: Double
+    public var kvBytes: Double
+    public var peakBytes: Double
+    /// Bytes one rank sends per step: K/V blocks around the ring (forward, backward, and the forward again when
+    /// recomputing), dK/dV partial sums home, and the gradient all-reduce.
+    public var bytesSentPerRank: Double
+    /// Seconds per step: compute per rank (AdamW included), communication not hidden behind attention, and the total.
+    public var computeSeconds: Double
+    public var exposedCommunicationSeconds: Double
+    public var stepSeconds: Double
+    /// Whether `peakBytes` fits the rank's memory (`nil` when the memory is not given).
+    public var fits: Bool?
+}
+
+/// Per-stage planning of a training run beyond this machine (`longctx train --estimate`): for a model
+/// configuration and a ring of `P` ranks holding `1/P` of each sequence, the FLOPs per step, activation and K/V memory
+/// per rank, bytes sent per rank and the expected step time from each rank's sustained rates.
+///
+/// The counts follow this trainer's implementation, so that they can be checked against what it measures:
+/// - linear FLOPs per token and pass: `2·(d·(q + 2kv) + q·d + 3·d·I)` per layer plus `2·d·V` for the LM head;
+///   backward twice the forward; recomputation adds one forward of every layer.
+/// - attention FLOPs per layer and pass: `4·q·Σ visible keys` (QKᵀ and PV; `Σ visible = n(n+1)/2` causal, fewer
+///   with a sliding window); the FlashAttention-2 backward does five products where the forward does two (2.5×).
+/// - activation floats per local token: the layer inputs `(L+1)·d`, the activation set `2 + (q+2kv) + q + h + d + 2I`
+///   (once with recomputation, per layer without), the forward and backward scratch `2d + 4I + 3q + 6kv + 3d`, and
+///   for `P > 1` the ring's double buffers `6·kv` (K and V in flight, dK/dV partial sums).
+public enum TrainingEstimate {
+    /// The process itself (runtime, BLAS, thread stacks, tokenizer), measured ≈ 100–150 MiB on this trainer.
+    public static let runtimeBytes = 128.0 * 1_048_576
+
+    /// The estimates of every stage of a stages file for a model directory (only `config.json` is read, so a
+    /// directory holding just the configuration of a model too large for this machine will do). `ring`: ranks per
+    /// sequence for every stage.
+    public static func plan(modelDirectory: String, stagesPath: String, ring: Int,
+                            capacity: (TransformerConfiguration) -> RankCapacity) throws -> (rows: [StageEstimate], capacity: RankCapacity) {
+        let configuration = try TransformerConfiguration(directory: try ModelDirectory(path: modelDirectory))
+        let stages = try TrainingStages.load(path: stagesPath)
+        guard ring >= 1 else { throw TrainingInputError("--ring", "must be at least 1, got \(ring)") }
+        let cap = capacity(configuration)
+        let rows = stages.stages.map {
+            estimate(configuration: configuration, stage: $0, ring: ring, recompute: stages.recompute, capacity: cap)
+        }
+        return (rows, cap)
+    }
+
+    /// Floats per local token of everything that grows with the sequence (see the type's doc).
+    static func activationFloatsPerToken(_ c: TransformerConfiguration, recompute: Bool, ring: Int) -> Double {
+        let d = Double(c.hiddenSize), i = Double(c.intermediateSize), q = Double(c.heads * c.headDim)
+        let kv = Double(c.kvHeads * c.headDim), h = Double(c.heads), l = Double(c.layers)
+        let inputs = (l + 1) * d
+        let set = 2 + (q + 2 * kv) + q + h + d + 2 * i
+        let scratch = 2 * d + 4 * i + 3 * q + 6 * kv + 3 * d
+        let ringBuffers = ring > 1 ? 6 * kv : 0
+        return inputs + (recompute ? set : l * set) + scratch + ringBuffers
+    }
+
+    /// Trainable parameters of the configuration (embedding, layers with their biases, final norm, LM head unless
+    /// tied).
+    public static func parameterCount(_ c: TransformerConfiguration) -> Double {
+        let d = Double(c.hiddenSize), i = Double(c.intermediateSize), q = Double(c.heads * c.headDim)
+        let kv = Double(c.kvHeads * c.headDim), v = Double(c.vocabSize)
+        var layer = d * (q + 2 * kv) + q * d + 3 * d * i + 2 * d
+        if c.qkvBias { layer += q + 2 * kv }
+        if c.outputBias { layer += d }
+        if c.mlpBias { layer += 2 * i + d }
+        return v * d + Double(c.layers) * layer + d + (c.tieWordEmbeddings ? 0 : v * d)
+    }
+
+    /// Keys visible to the queries of an `n`-token causal sequence, summed (a sliding window of `w` keys caps each).
+    static func visibleKeys(_ n: Int, window: Int?) -> Double {
+        let n = Double(n)
+        guard let w = window.map(Double.init), w < n else { return n * (n + 1) / 2 }
+        return w * (w + 1) / 2 + (n - w) * w
+    }
+
+    public static func estimate(configuration c: TransformerConfiguration, stage: StageSpec, ring: Int,
+                                recompute: Bool, capacity: RankCapacity) -> StageEstimate {
+        let p = max(1, ring)
+        let n = stage.seqLen, local = (n + p - 1) / p
+        let sequences = max(1, stage.sequencesPerStep)
+        let d = Double(c.hiddenSize), i = Double(c.intermediateSize), q = Double(c.heads * c.headDim)
+        let kv = Double(c.kvHeads * c.headDim), l = Double(c.layers), v = Double(c.vocabSize)
+        // Work per sequence, all ranks together.
+        let layerLinear = 2 * (d * (q + 2 * kv) + q * d + 3 * d * i)
+        let passes = recompute ? 4.0 : 3.0
+        let matmul = Double(n) * (l * layerLinear * passes + 2 * d * v * 3)
+        let attentionForward = l * 4 * q * visibleKeys(n, window: c.slidingWindow)
+        let forwards = recompute ? 2.0 : 1.0
+        let attention = attentionForward * (forwards + 2.5)
+        // Memory per rank.
+        let params = parameterCount(c)
+        let state = params * 4 * 4
+        let activation = Double(local) * activationFloatsPerToken(c, recompute: recompute, ring: p) * 4
+        let kvBytes = Double(local) * 2 * kv * 4 * (p > 1 ? 3 : 1)
+        // Traffic per rank: each of the P−1 ring hops sends the local K/V block (2·kv floats per token) per layer,
+        // in the forward (twice with recomputation) and the backward, plus dK/dV in the backward.
+        let block = Double(local) * 2 * kv * 4
+        let hops = Double(p - 1)
+        let ringBytes = hops * block * l * ((recompute ? 2 : 1) + 2) * Double(sequences)
+        let allReduce = p > 1 ? 2 * hops / Double(p) * params * 4 : 0
+        // Time per rank: compute split evenly (zigzag balances the causal work); ring traffic overlaps attention.
+        let attentionSeconds = Double(sequences) / Double(p)
+            * (attentionForward * forwards / capacity.attentionFLOPs + attentionForward * 2.5 / capacity.attentionBackwardFLOPs)
+        // AdamW reads weights, gradients and both moments and writes three of them: 28 bytes per parameter.
+        let optimizerSeconds = params * 28 / capacity.memoryBytesPerSecond
+        let compute = Double(sequences) * matmul / capacity.matmulFLOPs / Double(p) + attentionSeconds + optimizerSeconds
+        let ringSeconds = ringBytes / capacity.linkBytesPerSecond
+        let exposed = max(0, ringSeconds - attentionSeconds) + allReduce / capacity.linkBytesPerSecond
+        let peak = runtimeBytes + state + activation + kvBytes
+        return StageEstimate(
+            stage: stage.name, seqLen: n, ring: p, sequencesPerStep: sequences, tokensPerRank: local,
+            matmulFLOPsPerStep: matmul * Double(sequences), attentionFLOPsPerStep: attention * Double(sequences),
+            stateBytes: state, activationBytes: activation, kvBytes: kvBytes, peakBytes: peak,
+            bytesSentPerRank: ringBytes + allReduce, computeSeconds: compute, exposedCommunicationSeconds: exposed,
+            stepSeconds: compute + exposed, fits: capacity.memoryBytes.map { peak <= $0 })
+    }
+
+    /// A plain-text table of the estimates, one row per stage.
+    public static func table(_ rows: [StageEstimate], capacity: RankCapacity) -> String {
+        func bytes(_ x: Double) -> String {
+            x >= 1_073_741_824 ? String(format: "%.1f GiB", x / Double(1 << 30)) : String(format: "%.0f MiB", x / Double(1 << 20))
+        }
+        func flops(_ x: Double) -> String {
+            let units: [(Double, String)] = [(1e18, "EF"), (1e15, "PF"), (1e12, "TF"), (1e9, "GF")]
+            let (scale, unit) = units.first { x >= $0.0 } ?? (1e6, "MF")
+            return String(format: "%.3g %@", x / scale, unit)
+        }
+        func seconds(_ x: Double) -> String { x >= 100 ? String(format: "%.0f s", x) : String(format: "%.2f s", x) }
+        var out = "per rank: \(flops(capacity.matmulFLOPs))LOP/s matmul, "
+            + "\(flops(capacity.attentionFLOPs))LOP/s / \(flops(capacity.attentionBackwardFLOPs))LOP/s attention forward / backward, "
+            + "link \(bytes(capacity.linkBytesPerSecond))/s, memory \(bytes(capacity.memoryBytesPerSecond))/s"
+            + (capacity.memoryBytes.map { ", \(bytes($0)) each" } ?? "") + " (\(capacity.source))\n"
+        let header = ["stage", "seq_len", "ring", "tok/rank", "FLOPs/step", "state/rank", "activ./rank", "K/V/rank",
+                      "peak/rank", "sent/rank/step", "compute", "comm exposed", "step", "fits"]
+        var lines = [header]
+        for r in rows {
+            lines.append([r.stage, formatLength(r.seqLen), "\(r.ring)", formatLength(r.tokensPerRank),
+                          flops(r.matmulFLOPsPerStep + r.attentionFLOPsPerStep), bytes(r.stateBytes),
+                          bytes(r.activationBytes), bytes(r.kvBytes), bytes(r.peakBytes), bytes(r.bytesSentPerRank),
+                          seconds(r.computeSeconds), seconds(r.exposedCommunicationSeconds), seconds(r.stepSeconds),
+                          r.fits.map { $0 ? "yes" : "NO" } ?? "–"])
+        }
+        let widths = (0..<header.count).map { col in lines.map { $0[col].count }.max()! }
+        for line in lines {
+            out += zip(line, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces) + "\n"
+        }
+        return out
+    }
+}
+
+extension RankCapacity {
+    /// Measures this machine with the model's shapes and `workers` threads: a linear layer's product
+    /// (`rows × d` by `d × min(I, 8192)`), causal blockwise attention of `rows` queries over themselves forward
+    /// (``BlockwiseAttention``) and backward (``AttentionBackward``), and memory copy bandwidth (the link between
+    /// ranks on one host). Each figure is the best of three runs; takes a few seconds.
+    public static func measure(configuration c: TransformerConfiguration, workers: Int, rows: Int = 1024,
+                               memoryBytes: Double? = nil) -> RankCapacity {
+        let d = c.hiddenSize, cols = min(c.intermediateSize, 8192)
+        let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, slidingWindow: nil)
+        let q = c.heads * c.headDim, kvw = c.kvHeads * c.headDim
+        var rng = SeededRandom(seed: 1)
+        func buffer(_ count: Int) -> [Float] { (0..<count).map { _ in Float(rng.uniform() - 0.5) } }
+        let x = buffer(rows * d), w = buffer(d * cols), queries = buffer(rows * q), keys = buffer(kvw * rows)
+        let values = buffer(kvw * rows), dOut = buffer(rows * q)
+        var y = [Float](repeating: 0, count: rows * cols), out = [Float](repeating: 0, count: rows * q)
+        var lse = [Float](repeating: 0, count: rows * c.heads), dq = out, dk = keys, dv = values
+        func best(_ body: () -> Void) -> Double {
+            (0..<3).map { _ in let t = Date(); body(); return Date().timeIntervalSince(t) }.min()!
+        }
+        let savedThreads = BLAS.threads
+        BLAS.threads = 1
+        defer { BLAS.threads = savedThreads }
+        let matmul = best {
+            LayerOps.gemm(m: rows, n: cols, k: d, a: x, lda: d, b: w, ldb: cols, c: &y, ldc: cols, workers: workers)
+        }
+        let attentionFLOPs = 4 * Double(q) * TrainingEstimate.visibleKeys(rows, window: nil)
+        let forward = best {
+            keys.withUnsafeBufferPointer { k in
+                values.withUnsafeBufferPointer { v in
+                    let view = KeyValueView(keys: k.baseAddress!, values: v.baseAddress!, stride: rows, count: rows)
+                    BlockwiseAttention.attend(shape: shape, query: queries, queryStride: q, count: rows, firstPosition: 0,
+                                              kv: view, output: &out, outputStride: q, logSumExp: &lse, workers: workers)
+                }
+            }
+        }
+        let backward = best {
+            keys.withUnsafeBufferPointer { k in
+                values.withUnsafeBufferPointer { v in
+                    let view = KeyValueView(keys: k.baseAddress!, values: v.baseAddress!, stride: rows, count: rows)
+                    AttentionBackward.accumulate(shape: shape, query: queries, queryStride: q, count: rows, firstPosition: 0,
+                                                 kv: view, output: out, outputStride: q, outputGradient: dOut,
+                                                 outputGradientStride: q, logSumExp: lse, queryGradient: &dq,
+                                                 queryGradientStride: q, keyGradient: &dk, valueGradient: &dv, workers: workers)
+                }
+            }
+        }
+        var source = [Float](repeating: 1, count: 1 << 24), target = source
+        let copy = best { target.withUnsafeMutableBufferPointer { t in source.withUnsafeBufferPointer { t.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } } }
+        source[0] = target[1]
+        return RankCapacity(matmulFLOPs: 2 * Double(rows * cols * d) / matmul, attentionFLOPs: attentionFLOPs / forward,
+                            attentionBackwardFLOPs: 2.5 * attentionFLOPs / backward, memoryBytes: memoryBytes,
+                            linkBytesPerSecond: Double(4 << 24) / copy, memoryBytesPerSecond: 2 * Double(4 << 24) / copy,
+                            source: "measured on this machine, \(workers) thread\(workers == 1 ? "" : "s") per rank")
+    }
+}
