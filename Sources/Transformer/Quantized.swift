@@ -10,6 +10,12 @@ public enum WeightFormat: String, CaseIterable, Sendable {
     case q8_0 = "q8_0"
     /// Quantized at load to blocks of 32 4-bit values with one f32 scale (GGUF Q4_0's rule), 5 bits per weight.
     case q4_0 = "q4_0"
+    /// Blocks of 32 4-bit values with an f32 scale and minimum (GGUF Q4_1's rule), 6 bits per weight. Weights
+    /// imported from a Q4_1 GGUF (the embedded default) come back as the file's own blocks.
+    case q4_1 = "q4_1"
+
+    /// 4-bit nibbles (Q4_0, Q4_1) rather than int8 (Q8_0).
+    var isFourBit: Bool { self == .q4_0 || self == .q4_1 }
 }
 
 /// A `[rows, cols]` weight matrix in blocks of 32 along `cols` (layout: `ck_q8_matvec` / `ck_q4_matvec` in
@@ -20,15 +26,17 @@ final class QuantizedMatrix: @unchecked Sendable {
     let format: WeightFormat
     let rows: Int
     let cols: Int
-    /// Q8_0: `rows·cols` int8; Q4_0: `rows·cols/2` bytes.
+    /// Q8_0: `rows·cols` int8; Q4_0/Q4_1: `rows·cols/2` bytes.
     let quants: UnsafeMutableRawPointer
     /// `rows · cols/32` block scales.
     let scales: UnsafeMutablePointer<Float>
+    /// Q4_1: `rows · cols/32` block minimums; nil otherwise.
+    let mins: UnsafeMutablePointer<Float>?
 
     var blocksPerRow: Int { cols / 32 }
-    var bytesPerRow: Int { format == .q8_0 ? cols : cols / 2 }
+    var bytesPerRow: Int { format.isFourBit ? cols / 2 : cols }
     /// Bytes read by one matrix–vector product.
-    var byteCount: Int { rows * (bytesPerRow + blocksPerRow * 4) }
+    var byteCount: Int { rows * (bytesPerRow + blocksPerRow * (mins == nil ? 4 : 8)) }
 
     /// Quantizes `rows` rows given by `row(r, into:)` (each `cols` f32 values). `cols` must be a multiple of 32.
     init(format: WeightFormat, rows: Int, cols: Int, row: (Int, UnsafeMutablePointer<Float>) -> Void) {
@@ -36,18 +44,20 @@ final class QuantizedMatrix: @unchecked Sendable {
         self.format = format
         self.rows = rows
         self.cols = cols
-        let perRow = format == .q8_0 ? cols : cols / 2
+        let perRow = format.isFourBit ? cols / 2 : cols, nb = cols / 32
         quants = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * perRow), alignment: 64)
-        scales = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * cols / 32))
+        scales = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * nb))
+        mins = format == .q4_1 ? UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * nb)) : nil
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: cols)
         defer { buffer.deallocate() }
         for r in 0..<rows {
             row(r, buffer)
-            let d = scales + r * (cols / 32)
-            if format == .q8_0 {
-                ck_q8_quantize(buffer, cols, (quants + r * perRow).assumingMemoryBound(to: Int8.self), d)
-            } else {
-                ck_q4_quantize(buffer, cols, (quants + r * perRow).assumingMemoryBound(to: UInt8.self), d)
+            let d = scales + r * nb, q = quants + r * perRow
+            switch format {
+            case .q8_0: ck_q8_quantize(buffer, cols, q.assumingMemoryBound(to: Int8.self), d)
+            case .q4_0: ck_q4_quantize(buffer, cols, q.assumingMemoryBound(to: UInt8.self), d)
+            case .q4_1: ck_q4_1_quantize(buffer, cols, q.assumingMemoryBound(to: UInt8.self), d, mins! + r * nb)
+            case .stored: break
             }
         }
     }
@@ -55,6 +65,7 @@ final class QuantizedMatrix: @unchecked Sendable {
     deinit {
         quants.deallocate()
         scales.deallocate()
+        mins?.deallocate()
     }
 
     /// Rows `0..<n` widened to f32 into `dst` (`n × cols`), exactly the values the integer kernels use.
@@ -67,11 +78,17 @@ final class QuantizedMatrix: @unchecked Sendable {
                 for i in 0..<cols { out[i] = Float(q[i]) * d[i >> 5] }
             } else {
                 let q = (quants + r &* perRow).assumingMemoryBound(to: UInt8.self)
+                let m = mins.map { $0 + r &* nb }
                 for b in 0..<nb {
                     for i in 0..<16 {
                         let byte = q[b &* 16 &+ i]
-                        out[b &* 32 &+ i] = Float(Int(byte & 15) &- 8) * d[b]
-                        out[b &* 32 &+ 16 &+ i] = Float(Int(byte >> 4) &- 8) * d[b]
+                        if let m {
+                            out[b &* 32 &+ i] = Float(byte & 15) * d[b] + m[b]
+                            out[b &* 32 &+ 16 &+ i] = Float(byte >> 4) * d[b] + m[b]
+                        } else {
+                            out[b &* 32 &+ i] = Float(Int(byte & 15) &- 8) * d[b]
+                            out[b &* 32 &+ 16 &+ i] = Float(Int(byte >> 4) &- 8) * d[b]
+                        }
                     }
                 }
             }
@@ -94,7 +111,7 @@ final class QuantizedMatrix: @unchecked Sendable {
                 ck_q8_matvec(w, d, n, self.cols, xqp, xdp, out + lo)
             } else {
                 let w = (self.quants + lo * self.bytesPerRow).assumingMemoryBound(to: UInt8.self)
-                ck_q4_matvec(w, d, n, self.cols, xqp, xdp, out + lo)
+                ck_q4_matvec(w, d, self.mins.map { $0 + lo * self.blocksPerRow }, n, self.cols, xqp, xdp, out + lo)
             }
         }
         if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }

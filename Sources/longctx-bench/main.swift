@@ -5,7 +5,7 @@
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
 //   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS, the
 //                                            kernel path and CPU flags (env LONGCTX_KERNELS picks a lower path;
-//                                            env WEIGHTS=stored|q8_0|q4_0 the weight format)
+//                                            env WEIGHTS=stored|q8_0|q4_0|q4_1 the weight format)
 //   longctx-bench gemm M N K [transB]     -> single-threaded cblas_sgemm GFLOP/s of one shape (best of 5)
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;

@@ -20,7 +20,7 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 1
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(name: .customLong("stop"), help: "Stop string (repeatable).") var stops: [String] = []
-    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0 or q4_0 (quantized at load; decoding runs on integer dot products).") var weights: WeightFormat = .stored
+    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0 or q4_1 (quantized at load; decoding runs on integer dot products).") var weights: WeightFormat = .stored
     @Flag(help: "Print one JSON object (prompt_ids, generated_ids, text, timings) instead of streaming.") var json = false
 
     func validate() throws {

@@ -13,11 +13,11 @@ extension RealModelTests {
     }
 
     /// Quantized decoding against llama.cpp on the same GGUF (SmolLM2-135M-Instruct, Q4_1): our engine loads the
-    /// directory imported from it with `--weights q8_0` / `q4_0` and runs every prompt teacher-forced one token at a
+    /// directory imported from it with `--weights q8_0` / `q4_1` (the file's own blocks back) / `q4_0` and runs every prompt teacher-forced one token at a
     /// time through the KV cache (the integer matrix–vector kernels), llama.cpp evaluates the same ids on its Q4_1
     /// blocks; the top-1 token must agree at ≥ 95 % of positions (teacher forcing: one flip does not cascade).
     @Test(.enabled(if: TestSupport.interopCanRun(["llama_cpp"]), "needs Python llama_cpp (llama-cpp-python built from source; LONGCTX_INTEROP=1 makes its absence a failure)"),
-          arguments: [WeightFormat.q8_0, .q4_0])
+          arguments: [WeightFormat.q8_0, .q4_1, .q4_0])
     func quantizedTop1AgreesWithLlamaCpp(_ format: WeightFormat) throws {
         guard let dir = try Self.require(), try TestSupport.interopEnabled(["llama_cpp"]) else { return }
         let cache = ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent

@@ -4,13 +4,13 @@ import Testing
 import TensorCore
 @testable import Transformer
 
-/// Q8_0 / Q4_0 weight quantization and the integer matrix–vector kernels on every path the CPU supports (AVX-512
+/// Q8_0 / Q4_0 / Q4_1 weight quantization and the integer matrix–vector kernels on every path the CPU supports (AVX-512
 /// uses VNNI where present, else AVX2's kernel; paths the CPU lacks show as skipped), against Double references:
-/// - the kernel computes Σ_b d_w·d_x·(integer block dot) exactly up to f32 summation: |y − ref| ≤ 1e-5·Σ|w·x|
-///   (dequantized values);
+/// - the kernel computes Σ_b d_w·d_x·(integer block dot) (+ m·d_x·Σx for Q4_1) exactly up to f32 rounding:
+///   |y − ref| ≤ 1e-5·Σ(|d·q| + |m|)·|x| (dequantized values; the terms the kernel actually sums);
 /// - against the unquantized activations, the error is bounded by activation rounding: |y − W_q·x| ≤
 ///   Σ_b (d_x,b / 2)·Σ_{i∈b} |W_q,i| (+ the f32 term above);
-/// - weight rounding: Q8_0 within d/2 per element, Q4_0 within |d| (d/2 but for the clamped top nibble).
+/// - weight rounding: Q8_0 and Q4_1 within d/2 per element, Q4_0 within |d| (d/2 but for the clamped top nibble).
 @Suite struct QuantizedKernelTests {
     @Test func portableKernelsMatchDoubleReference() { check(.portable) }
 
@@ -31,7 +31,7 @@ import TensorCore
             x[k / 3] = 40
             var xq = [Int8](repeating: 0, count: k), xd = [Float](repeating: 0, count: k / 32)
             ck_q8_quantize(x, k, &xq, &xd)
-            for format in [WeightFormat.q8_0, .q4_0] {
+            for format in [WeightFormat.q8_0, .q4_0, .q4_1] {
                 let q = QuantizedMatrix(format: format, rows: rows, cols: k) { r, dst in
                     for i in 0..<k { dst[i] = w[r * k + i] }
                 }
@@ -41,7 +41,7 @@ import TensorCore
                 for r in 0..<rows {
                     for i in 0..<k {
                         let d = abs(q.scales[r * (k / 32) + i / 32])
-                        let bound = format == .q8_0 ? d / 2 * 1.0001 : d * 1.0001
+                        let bound = format == .q4_0 ? d * 1.0001 : d / 2 * 1.0001 + 1e-7
                         #expect(abs(deq[r * k + i] - w[r * k + i]) <= bound, "\(format) weight rounding r\(r) i\(i)")
                     }
                 }
@@ -53,8 +53,8 @@ import TensorCore
                             ck_q8_matvec_on(path.rawValue, q.quants.assumingMemoryBound(to: Int8.self), d, rows, k,
                                             xqp.baseAddress!, xdp.baseAddress!, yp.baseAddress!)
                         } else {
-                            ck_q4_matvec_on(path.rawValue, q.quants.assumingMemoryBound(to: UInt8.self), d, rows, k,
-                                            xqp.baseAddress!, xdp.baseAddress!, yp.baseAddress!)
+                            ck_q4_matvec_on(path.rawValue, q.quants.assumingMemoryBound(to: UInt8.self), d, q.mins,
+                                            rows, k, xqp.baseAddress!, xdp.baseAddress!, yp.baseAddress!)
                         }
                     }
                 }}
@@ -63,7 +63,8 @@ import TensorCore
                     for i in 0..<k {
                         let wi = Double(deq[r * k + i]), xi = Double(xq[i]) * Double(xd[i / 32])
                         exact += wi * xi
-                        magnitude += abs(wi * xi)
+                        let m = Double(q.mins?[r * (k / 32) + i / 32] ?? 0)
+                        magnitude += (abs(wi - m) + abs(m)) * abs(xi)
                         unquantized += wi * Double(x[i])
                         activationBound += Double(xd[i / 32]) / 2 * abs(wi)
                     }

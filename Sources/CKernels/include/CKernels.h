@@ -138,6 +138,7 @@ void ck_attention_tile_on(int path, const float *q, size_t q_stride, size_t quer
      Q8_0: wq int8 [rows][k], wd float [rows][k/32]; element = wq * wd.
      Q4_0: wq uint8 [rows][k/2], wd float [rows][k/32]; byte i (0..15) of block b holds element b*32+i in its low
            nibble and b*32+16+i in its high nibble; element = (nibble - 8) * wd (GGUF Q4_0's order and offset).
+     Q4_1: as Q4_0 plus wm float [rows][k/32]; element = nibble * wd + wm.
    Activations x (k floats) are quantized with ck_q8_quantize (per block: d = max|x|/127, q = round(x/d)).
    y[r] = sum_b wd[r][b] * xd[b] * (exact integer dot product of block b): the integer part is exact on every path,
    so paths differ only in the f32 summation order of the scaled block products.
@@ -151,7 +152,11 @@ void ck_q8_matvec(const int8_t *wq, const float *wd, size_t rows, size_t k, cons
                   float *y);
 void ck_q8_matvec_on(int path, const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq,
                      const float *xd, float *y);
-void ck_q4_matvec(const uint8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq, const float *xd,
-                  float *y);
-void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq,
-                     const float *xd, float *y);
+/* GGUF Q4_1's quantization (per block: m = min, d = (max - min)/15, nibble = min(15, trunc((x - m)/d + 0.5))).
+   Re-quantizing weights dequantized from Q4_1 gives back the same nibbles and (to f32 rounding) d and m. */
+void ck_q4_1_quantize(const float *x, size_t n, uint8_t *q, float *d, float *m);
+/* Q4_0 when wm is NULL; Q4_1 (element = nibble * wd + wm) otherwise, the m term as m·x_d·Σ x_q per block in f32. */
+void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k, const int8_t *xq,
+                  const float *xd, float *y);
+void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
+                     const int8_t *xq, const float *xd, float *y);
