@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "ModelIOTests", dependencies: ["Basics", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
-        .testTarget(name: "TransformerTests", dependencies: ["Basics", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
+        .testTarget(name: "TransformerTests", dependencies: ["Basics", "CKernels", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "TestSupport", "longctx"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport", "longctx"]),
         .testTarget(name: "GGUFTests", dependencies: ["Basics", "ModelIO", "GGUFImport", "TensorCore", "Tokenizers", "Transformer", "TestSupport", "longctx"]),
         .testTarget(name: "LoRATests", dependencies: ["Basics", "LoRA", "ModelIO", "TensorCore", "TestSupport"]),

@@ -1,21 +1,12 @@
-/* Transformer kernels: exp, online-softmax block update, SiLU gate, RMSNorm.
-   Each has a portable C version and an AVX2+FMA version chosen once at run time. */
+/* Transformer kernels: exp, online-softmax block update, SiLU gate, RMSNorm, RoPE, the fused attention tile.
+   Each has a portable C version (the tile: none, callers use BLAS tiles) and an AVX2+FMA version here, and an
+   AVX-512 version in kernels_avx512.c; the un-suffixed entry points run the active path (cpu.c). */
 #include "CKernels.h"
 #include "cpu.h"
 #include <math.h>
 #include <string.h>
 #include <immintrin.h>
 
-int ck_cpu_avx2_fma(void) {
-    static int level = -1;
-    if (level < 0) {
-        __builtin_cpu_init();
-        level = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-    }
-    return level;
-}
-
-static int have_avx2_fma(void) { return ck_cpu_avx2_fma(); }
 
 /* ---- exp ---- */
 #define EXP_HI 88.3762626647949f
@@ -76,10 +67,13 @@ static void exp_avx2(const float *x, float *y, size_t n) {
     for (; i < n; i++) y[i] = exp_scalar(x[i]);
 }
 
-void ck_exp(const float *x, float *y, size_t n) {
-    if (have_avx2_fma()) { exp_avx2(x, y, n); return; }
+void ck_exp_on(int path, const float *x, float *y, size_t n) {
+    if (path == CK_PATH_AVX512) { ck512_exp(x, y, n); return; }
+    if (path == CK_PATH_AVX2) { exp_avx2(x, y, n); return; }
     for (size_t i = 0; i < n; i++) y[i] = exp_scalar(x[i]);
 }
+
+void ck_exp(const float *x, float *y, size_t n) { ck_exp_on(ck_path_current(), x, y, n); }
 
 /* ---- online softmax block ---- */
 static inline void clamp_range(int32_t lo, int32_t hi, size_t cols, size_t *a, size_t *b) {
@@ -131,7 +125,11 @@ static float exp_sub_sum_c(float *s, size_t n, float mx) {
 
 void ck_softmax_block(float *S, size_t rows, size_t cols, size_t ld, const int32_t *lo, const int32_t *hi,
                       float *m, float *l, float *corr) {
-    int fast = have_avx2_fma();
+    ck_softmax_block_on(ck_path_current(), S, rows, cols, ld, lo, hi, m, l, corr);
+}
+
+void ck_softmax_block_on(int path, float *S, size_t rows, size_t cols, size_t ld, const int32_t *lo,
+                         const int32_t *hi, float *m, float *l, float *corr) {
     for (size_t r = 0; r < rows; r++) {
         float *s = S + r * ld;
         size_t a, b;
@@ -139,7 +137,8 @@ void ck_softmax_block(float *S, size_t rows, size_t cols, size_t ld, const int32
         for (size_t j = 0; j < a; j++) s[j] = 0;
         for (size_t j = b; j < cols; j++) s[j] = 0;
         if (b == a) { corr[r] = 1.0f; continue; }
-        float bmax = fast ? row_max_avx2(s + a, b - a) : row_max_c(s + a, b - a);
+        float bmax = path == CK_PATH_AVX512 ? ck512_row_max(s + a, b - a)
+                   : path == CK_PATH_AVX2 ? row_max_avx2(s + a, b - a) : row_max_c(s + a, b - a);
         float mold = m[r];
         float mnew = bmax > mold ? bmax : mold;
         if (mnew == -INFINITY) { /* every score -inf: contributes nothing */
@@ -148,7 +147,8 @@ void ck_softmax_block(float *S, size_t rows, size_t cols, size_t ld, const int32
             continue;
         }
         float c = (mold == -INFINITY) ? 0.0f : exp_scalar(mold - mnew);
-        float sum = fast ? exp_sub_sum_avx2(s + a, b - a, mnew) : exp_sub_sum_c(s + a, b - a, mnew);
+        float sum = path == CK_PATH_AVX512 ? ck512_exp_sub_sum(s + a, b - a, mnew)
+                  : path == CK_PATH_AVX2 ? exp_sub_sum_avx2(s + a, b - a, mnew) : exp_sub_sum_c(s + a, b - a, mnew);
         l[r] = l[r] * c + sum;
         m[r] = mnew;
         corr[r] = (mold == -INFINITY) ? 0.0f : c;
@@ -169,8 +169,11 @@ static void silu_mul_avx2(float *g, const float *u, size_t n) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + exp_scalar(-g[i])) * u[i];
 }
 
-void ck_silu_mul(float *gate, const float *up, size_t n) {
-    if (have_avx2_fma()) { silu_mul_avx2(gate, up, n); return; }
+void ck_silu_mul(float *gate, const float *up, size_t n) { ck_silu_mul_on(ck_path_current(), gate, up, n); }
+
+void ck_silu_mul_on(int path, float *gate, const float *up, size_t n) {
+    if (path == CK_PATH_AVX512) { ck512_silu_mul(gate, up, n); return; }
+    if (path == CK_PATH_AVX2) { silu_mul_avx2(gate, up, n); return; }
     for (size_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + exp_scalar(-gate[i])) * up[i];
 }
 
@@ -192,16 +195,72 @@ static float sumsq_avx2(const float *x, size_t n) {
 }
 
 void ck_rmsnorm(const float *x, const float *w, float *y, size_t rows, size_t n, float eps) {
-    int fast = have_avx2_fma();
+    ck_rmsnorm_on(ck_path_current(), x, w, y, rows, n, eps);
+}
+
+void ck_rmsnorm_on(int path, const float *x, const float *w, float *y, size_t rows, size_t n, float eps) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * n;
         float *yr = y + r * n;
+        if (path == CK_PATH_AVX512) { ck512_rmsnorm_row(xr, w, yr, n, eps); continue; }
         float ss;
-        if (fast) ss = sumsq_avx2(xr, n);
+        if (path == CK_PATH_AVX2) ss = sumsq_avx2(xr, n);
         else { ss = 0; for (size_t i = 0; i < n; i++) ss += xr[i] * xr[i]; }
         float inv = 1.0f / sqrtf(ss / (float)n + eps);
         for (size_t i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * inv);
     }
+}
+
+/* ---- RoPE ---- */
+static void rope_row_c(float *v, size_t heads, size_t hd, const float *c, const float *s, size_t rd, float sign) {
+    size_t half = rd / 2;
+    for (size_t h = 0; h < heads; h++, v += hd)
+        for (size_t j = 0; j < half; j++) {
+            float x1 = v[j], x2 = v[j + half];
+            float a = x1 * c[j], b = x2 * (sign * s[j]);
+            float e = x2 * c[j + half], f = x1 * (sign * s[j + half]);
+            v[j] = a - b;
+            v[j + half] = e + f;
+        }
+}
+
+__attribute__((target("avx2,fma")))
+static void rope_row_avx2(float *v, size_t heads, size_t hd, const float *c, const float *s, size_t rd, float sign) {
+    size_t half = rd / 2, j0 = half / 8 * 8;
+    __m256 sg = _mm256_set1_ps(sign);
+    for (size_t h = 0; h < heads; h++, v += hd) {
+        for (size_t j = 0; j < j0; j += 8) {
+            __m256 x1 = _mm256_loadu_ps(v + j), x2 = _mm256_loadu_ps(v + j + half);
+            __m256 s1 = _mm256_mul_ps(sg, _mm256_loadu_ps(s + j)), s2 = _mm256_mul_ps(sg, _mm256_loadu_ps(s + j + half));
+            __m256 a = _mm256_mul_ps(x1, _mm256_loadu_ps(c + j)), b = _mm256_mul_ps(x2, s1);
+            __m256 e = _mm256_mul_ps(x2, _mm256_loadu_ps(c + j + half)), f = _mm256_mul_ps(x1, s2);
+            _mm256_storeu_ps(v + j, _mm256_sub_ps(a, b));
+            _mm256_storeu_ps(v + j + half, _mm256_add_ps(e, f));
+        }
+        for (size_t j = j0; j < half; j++) {
+            float x1 = v[j], x2 = v[j + half];
+            float a = x1 * c[j], b = x2 * (sign * s[j]);
+            float e = x2 * c[j + half], f = x1 * (sign * s[j + half]);
+            v[j] = a - b;
+            v[j + half] = e + f;
+        }
+    }
+}
+
+void ck_rope_on(int path, float *base, size_t rows, size_t stride, size_t heads, size_t hd, const float *cos,
+                const float *sin, size_t rd, float sin_sign) {
+    for (size_t t = 0; t < rows; t++) {
+        float *v = base + t * stride;
+        const float *c = cos + t * rd, *s = sin + t * rd;
+        if (path == CK_PATH_AVX512) ck512_rope_row(v, heads, hd, c, s, rd, sin_sign);
+        else if (path == CK_PATH_AVX2) rope_row_avx2(v, heads, hd, c, s, rd, sin_sign);
+        else rope_row_c(v, heads, hd, c, s, rd, sin_sign);
+    }
+}
+
+void ck_rope(float *base, size_t rows, size_t stride, size_t heads, size_t hd, const float *cos, const float *sin,
+             size_t rd, float sin_sign) {
+    ck_rope_on(ck_path_current(), base, rows, stride, heads, hd, cos, sin, rd, sin_sign);
 }
 
 /* ---- fused attention tile ----
@@ -226,7 +285,11 @@ size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb) {
     return hd * ld + round6(kb) * ld + rows * hd + 3 * rp + 2 * rp /* int32 ranges */ + 64;
 }
 
-int ck_attention_fused_available(size_t hd) { return have_avx2_fma() && hd % 8 == 0 && hd > 0; }
+int ck_attention_fused_available_on(int path, size_t hd) {
+    return (path == CK_PATH_AVX2 || path == CK_PATH_AVX512) && ck_path_supported(path) && hd % 8 == 0 && hd > 0;
+}
+
+int ck_attention_fused_available(size_t hd) { return ck_attention_fused_available_on(ck_path_current(), hd); }
 
 /* 2^t for t <= 0 (Cephes exp2f's polynomial on [-1/2, 1/2], relative error < 2e-7). t is clamped at -125, so
    t = -inf gives 2^-125 (callers zero masked entries themselves); n is added straight into p's exponent field. */
@@ -430,10 +493,22 @@ static void softmax_block_t(float *st, size_t nb, size_t rp, size_t ld, const in
     }
 }
 
-__attribute__((target("avx2,fma")))
+static const ck_tile_ops tile_ops_avx2 = {qk_block, softmax_block_t, pv_block};
+
 void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,
                        const float *packed, size_t first_block, const int32_t *key_lo, const int32_t *key_hi,
                        size_t kb, float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch) {
+    ck_attention_tile_on(ck_path_current(), q, q_stride, queries, group, hd, scale, packed, first_block, key_lo,
+                         key_hi, kb, out, out_stride, lse, lse_stride, scratch);
+}
+
+/* The tile driver (plain C): transposes and scales the queries, walks the key blocks through the path's steps,
+   normalises. */
+void ck_attention_tile_on(int path, const float *q, size_t q_stride, size_t queries, size_t group, size_t hd,
+                          float scale, const float *packed, size_t first_block, const int32_t *key_lo,
+                          const int32_t *key_hi, size_t kb, float *out, size_t out_stride, float *lse,
+                          size_t lse_stride, float *scratch) {
+    const ck_tile_ops *ops = path == CK_PATH_AVX512 ? &ck_tile_ops_avx512 : &tile_ops_avx2;
     size_t rows = queries * group, rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
     size_t kb6 = round6(kb), bs = block_floats(hd, kb);
     float *qt = scratch, *st = qt + hd * ld, *o = st + kb6 * ld;
@@ -467,9 +542,9 @@ void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t g
             if (b < a) b = a;
             for (size_t j = 0; j < group; j++) { lo[i * group + j] = a; hi[i * group + j] = b; }
         }
-        qk_block(kp, hd, nb, qt, rp, ld, st);
-        softmax_block_t(st, nb, rp, ld, lo, hi, m, l, corr);
-        pv_block(st, ld, rows, vp, kb6 * 16, hd, nb, corr, o);
+        ops->qk(kp, hd, nb, qt, rp, ld, st);
+        ops->softmax(st, nb, rp, ld, lo, hi, m, l, corr);
+        ops->pv(st, ld, rows, vp, kb6 * 16, hd, nb, corr, o);
     }
     for (size_t i = 0; i < queries; i++)
         for (size_t j = 0; j < group; j++) {

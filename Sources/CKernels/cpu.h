@@ -1,5 +1,33 @@
-/* CPU feature checks shared by the kernels (private to CKernels). */
+/* CPU feature checks and the AVX-512 kernel entry points shared by the kernel files (private to CKernels). */
 #pragma once
+#include <stddef.h>
+#include <stdint.h>
 
 /* 1 when the CPU has AVX2 and FMA (checked once), else 0. */
 int ck_cpu_avx2_fma(void);
+/* 1 when the CPU has AVX-512 F/BW/VL/DQ besides AVX2+FMA (checked once), else 0. */
+int ck_cpu_avx512(void);
+/* The path the un-suffixed kernels use (ck_path_active, read once). */
+int ck_path_current(void);
+
+/* ---- AVX-512 variants (kernels_avx512.c); call only when ck_cpu_avx512() ---- */
+void ck512_exp(const float *x, float *y, size_t n);
+float ck512_row_max(const float *s, size_t n);
+float ck512_exp_sub_sum(float *s, size_t n, float mx);
+void ck512_silu_mul(float *g, const float *u, size_t n);
+void ck512_rmsnorm_row(const float *x, const float *w, float *y, size_t n, float eps);
+void ck512_rope_row(float *v, size_t heads, size_t hd, const float *c, const float *s, size_t rd, float sin_sign);
+
+/* The three steps of one key block of the fused attention tile (layout in attention.c), per instruction set. */
+typedef struct {
+    /* ST (nb rounded up to 6 rows) = K_block · Q^T. */
+    void (*qk)(const float *kp, size_t hd, size_t nb, const float *qt, size_t rp, size_t ld, float *st);
+    /* Online softmax down the key axis of ST, base 2; updates m, l, writes corr, ST becomes P. */
+    void (*softmax)(float *st, size_t nb, size_t rp, size_t ld, const int32_t *lo, const int32_t *hi, float *m,
+                    float *l, float *corr);
+    /* O = O·corr + P·V. */
+    void (*pv)(const float *pt, size_t ld, size_t rows, const float *vp, size_t strip_stride, size_t hd, size_t nb,
+               const float *corr, float *o);
+} ck_tile_ops;
+
+extern const ck_tile_ops ck_tile_ops_avx512;

@@ -51,10 +51,11 @@ public struct KeyValueView: @unchecked Sendable {
 /// For each (key/value head, tile of `queryBlock` query positions), the `groupSize` query heads that share the
 /// key/value head are stacked into one `(queryBlock·groupSize) × headDim` matrix, then key blocks of `keyBlock`
 /// positions are visited in order with a running max and sum per query row. Two kernels do this:
-/// - fused (AVX2+FMA, `headDim` a multiple of 8, calls of ≥ 16 queries): `ck_attention_tile` keeps the score block
-///   transposed (`Sᵀ = K·Qᵀ`, 6 keys × 16 rows per register tile), so the softmax runs down the key axis with
-///   vertical vector operations in base 2, then `O = O·corr + P·V` in 6 × 16 register tiles. Keys and values are
-///   packed once per head per call and shared by all query tiles.
+/// - fused (AVX2+FMA or AVX-512, chosen at run time by ``KernelPath``; `headDim` a multiple of 8, calls of ≥ 16
+///   queries): `ck_attention_tile` keeps the score block transposed (`Sᵀ = K·Qᵀ`; 6 keys × 16 rows per register
+///   tile on AVX2, 6 × 32 on AVX-512), so the softmax runs down the key axis with vertical vector operations in
+///   base 2, then `O = O·corr + P·V` (6 rows × 16 channels per register tile on AVX2, 6 × 32 on AVX-512). Keys and
+///   values are packed once per head per call and shared by all query tiles.
 /// - BLAS: `S = Q·Kᵀ·scale` and `O = O·corr + P·V` as single-threaded GEMMs around `ck_softmax_block`.
 /// Either way the result equals `softmax(QKᵀ·scale + mask)·V` as transformers' eager/sdpa attention computes it
 /// (causal mask, optional sliding window), to f32 rounding.
@@ -77,8 +78,8 @@ public enum BlockwiseAttention {
     ///   (ring attention) and for the backward pass. A row with no visible key gets output 0 and log-sum-exp −∞.
     /// - `workers`: parallel workers; BLAS runs single-threaded inside them.
     /// - `queryBlock`/`keyBlock`: tile sizes (query positions per tile, keys per block; `nil`: the path's default).
-    /// - `fused`: use the fused register-tiled kernel (`ck_attention_tile`) where the CPU has AVX2+FMA and
-    ///   `headDim` is a multiple of 8; otherwise, or when `false`, each block runs as two BLAS GEMMs around
+    /// - `fused`: use the fused register-tiled kernel (`ck_attention_tile`, on ``KernelPath/active``) where the
+    ///   CPU has AVX2+FMA or AVX-512 and `headDim` is a multiple of 8; otherwise, or when `false`, each block runs as two BLAS GEMMs around
     ///   `ck_softmax_block`. Both compute the same function to f32 rounding.
     public static func attend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int,
                               count: Int, firstPosition: Int, kv: KeyValueView, causal: Bool = true,
@@ -86,10 +87,26 @@ public enum BlockwiseAttention {
                               output: UnsafeMutablePointer<Float>, outputStride: Int,
                               logSumExp: UnsafeMutablePointer<Float>? = nil, workers: Int = 2,
                               queryBlock: Int = defaultQueryBlock, keyBlock: Int? = nil, fused: Bool = true) {
+        attend(shape: shape, query: query, queryStride: queryStride, count: count, firstPosition: firstPosition,
+               kv: kv, causal: causal, documentStart: documentStart, output: output, outputStride: outputStride,
+               logSumExp: logSumExp, workers: workers, queryBlock: queryBlock, keyBlock: keyBlock,
+               kernel: fused ? KernelPath.active : .portable)
+    }
+
+    /// ``attend(shape:query:queryStride:count:firstPosition:kv:causal:documentStart:output:outputStride:logSumExp:workers:queryBlock:keyBlock:fused:)``
+    /// on a given kernel path: `.avx2`/`.avx512` run the fused tile of that instruction set (when `headDim` is a
+    /// multiple of 8 and the call has ≥ 16 queries), `.portable` the BLAS tiles around `ck_softmax_block` (on the
+    /// active path). The path must be supported by the CPU.
+    static func attend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int,
+                       count: Int, firstPosition: Int, kv: KeyValueView, causal: Bool = true,
+                       documentStart: UnsafePointer<Int32>? = nil,
+                       output: UnsafeMutablePointer<Float>, outputStride: Int,
+                       logSumExp: UnsafeMutablePointer<Float>? = nil, workers: Int = 2,
+                       queryBlock: Int = defaultQueryBlock, keyBlock: Int? = nil, kernel: KernelPath) {
         guard count > 0 else { return }
         let g = shape.groupSize, hd = shape.headDim
         // Decoding-sized calls keep the BLAS path: packing the keys/values would cost as much as using them once.
-        let useFused = fused && count >= 16 && ck_attention_fused_available(hd) != 0
+        let useFused = count >= 16 && ck_attention_fused_available_on(kernel.rawValue, hd) != 0
         let qb = max(1, queryBlock)
         let kb = max(1, keyBlock ?? (useFused ? defaultFusedKeyBlock : defaultKeyBlock))
         if useFused {
@@ -97,7 +114,13 @@ public enum BlockwiseAttention {
                         firstPosition: firstPosition, kv: kv, causal: causal, documentStart: documentStart,
                         output: output,
                         outputStride: outputStride, logSumExp: logSumExp, workers: max(1, workers), queryBlock: qb,
-                        keyBlock: kb)
+                        keyBlock: kb, kernel: kernel)
+            return
+        }
+        if count < 8 && workers > 1 && kv.count >= 2 * splitKeysMinimum {
+            splitKeys(shape: shape, query: query, queryStride: queryStride, count: count, firstPosition: firstPosition,
+                      kv: kv, causal: causal, documentStart: documentStart, output: output, outputStride: outputStride,
+                      logSumExp: logSumExp, workers: workers, queryBlock: qb, keyBlock: kb)
             return
         }
         let tiles = (count + qb - 1) / qb
@@ -201,6 +224,43 @@ public enum BlockwiseAttention {
         }
     }
 
+    /// Keys per worker below which decoding-sized calls are not split.
+    static let splitKeysMinimum = 512
+
+    /// Decoding-sized calls over long caches (flash-decoding): the keys are cut into one contiguous range per worker,
+    /// each range's attention runs single-threaded with its log-sum-exp, and the partial results are merged
+    /// (``mergePartial(output:logSumExp:with:otherLogSumExp:rows:width:)``), so both cores read the KV cache.
+    private static func splitKeys(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
+                                  firstPosition: Int, kv: KeyValueView, causal: Bool,
+                                  documentStart: UnsafePointer<Int32>?, output: UnsafeMutablePointer<Float>,
+                                  outputStride: Int, logSumExp: UnsafeMutablePointer<Float>?, workers: Int,
+                                  queryBlock: Int, keyBlock: Int) {
+        let parts = min(workers, kv.count / splitKeysMinimum), hd = shape.headDim
+        let width = shape.heads * hd, rows = count * shape.heads
+        let outs = UnsafeMutablePointer<Float>.allocate(capacity: parts * count * width)
+        let lses = UnsafeMutablePointer<Float>.allocate(capacity: parts * rows)
+        defer { outs.deallocate(); lses.deallocate() }
+        nonisolated(unsafe) let q = query, docStart = documentStart, o = outs, l = lses
+        let savedThreads = BLAS.threads
+        BLAS.threads = 1
+        defer { BLAS.threads = savedThreads }
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let a = kv.count * p / parts, b = kv.count * (p + 1) / parts
+            let part = KeyValueView(keys: kv.keys + a * hd, values: kv.values + a * hd, stride: kv.stride, count: b - a,
+                                    firstPosition: kv.firstPosition + a)
+            attend(shape: shape, query: q, queryStride: queryStride, count: count, firstPosition: firstPosition,
+                   kv: part, causal: causal, documentStart: docStart, output: o + p * count * width,
+                   outputStride: width, logSumExp: l + p * rows, workers: 1, queryBlock: queryBlock,
+                   keyBlock: keyBlock, kernel: .portable)
+        }
+        for p in 1..<parts {
+            mergePartial(output: outs, logSumExp: lses, with: outs + p * count * width, otherLogSumExp: lses + p * rows,
+                         rows: rows, width: hd)
+        }
+        for i in 0..<count { (output + i * outputStride).update(from: outs + i * width, count: width) }
+        logSumExp?.update(from: lses, count: rows)
+    }
+
     /// The fused path: per key/value head, its visible keys/values are packed once (`ck_attention_pack`, split
     /// across the workers), then the workers run `ck_attention_tile` on the head's query tiles, latest first.
     private static func fusedAttend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
@@ -208,7 +268,7 @@ public enum BlockwiseAttention {
                                     documentStart: UnsafePointer<Int32>?,
                                     output: UnsafeMutablePointer<Float>, outputStride: Int,
                                     logSumExp: UnsafeMutablePointer<Float>?, workers: Int, queryBlock qb: Int,
-                                    keyBlock kb: Int) {
+                                    keyBlock kb: Int, kernel: KernelPath) {
         let g = shape.groupSize, hd = shape.headDim
         // Visible keys of each query, in key indices.
         var lo = [Int32](repeating: 0, count: count), hi = [Int32](repeating: 0, count: count)
@@ -248,7 +308,7 @@ public enum BlockwiseAttention {
                     var t = tiles - 1 - w
                     while t >= 0 {
                         let t0 = t * qb, tn = min(qb, count - t0), head0 = kvh * g
-                        ck_attention_tile(q + t0 * queryStride + head0 * hd, queryStride, tn, g, hd, shape.scale,
+                        ck_attention_tile_on(kernel.rawValue, q + t0 * queryStride + head0 * hd, queryStride, tn, g, hd, shape.scale,
                                           pk, b0, lo.baseAddress! + t0, hi.baseAddress! + t0, kb,
                                           out + t0 * outputStride + head0 * hd, outputStride,
                                           lse.map { $0 + t0 * shape.heads + head0 }, shape.heads, scratch)

@@ -29,9 +29,10 @@ public final class LanguageModel: @unchecked Sendable {
     public var path: String { model.directory.path }
 
     /// Loads `config.json`, the safetensors weights and `tokenizer.json` (+ `tokenizer_config.json`,
-    /// `generation_config.json`) from `directory`, and checks that the tokenizer fits the model.
-    public static func load(directory: String) throws -> LanguageModel {
-        let model = try TransformerModel(directory: directory)
+    /// `generation_config.json`) from `directory`, and checks that the tokenizer fits the model; `weights` as in
+    /// ``TransformerModel/init(directory:weights:)``.
+    public static func load(directory: String, weights: WeightFormat = .stored) throws -> LanguageModel {
+        let model = try TransformerModel(directory: directory, weights: weights)
         let tokenizer = try Tokenizer.load(directory: directory)
         return try LanguageModel(model: model, tokenizer: tokenizer)
     }

@@ -80,24 +80,13 @@ public enum LayerOps {
         rotate(base, rows: rows, stride: stride, heads: heads, headDim: headDim, table: table, sinSign: -1)
     }
 
+    /// `ck_rope` on the active kernel path (portable C, AVX2 or AVX-512; every path rounds each product and then
+    /// the sum/difference, so all give the same bits).
     private static func rotate(_ base: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int, headDim hd: Int,
                                table: RopeTable, sinSign: Float) {
-        let rd = table.rotaryDim, half = rd / 2
         table.cos.withUnsafeBufferPointer { cosp in
             table.sin.withUnsafeBufferPointer { sinp in
-                for t in 0..<rows {
-                    let cr = cosp.baseAddress! + t &* rd, sr = sinp.baseAddress! + t &* rd
-                    for hIndex in 0..<heads {
-                        let v = base + (t &* stride &+ hIndex &* hd)
-                        for j in 0..<half {
-                            let x1 = v[j], x2 = v[j &+ half]
-                            // Row t's cos/sin are the same for j and j + half, so the rotation by the negated
-                            // angle (sinSign −1) is the transpose of the rotation.
-                            v[j] = x1 * cr[j] - x2 * (sinSign * sr[j])
-                            v[j &+ half] = x2 * cr[j &+ half] + x1 * (sinSign * sr[j &+ half])
-                        }
-                    }
-                }
+                ck_rope(base, rows, stride, heads, hd, cosp.baseAddress!, sinp.baseAddress!, table.rotaryDim, sinSign)
             }
         }
     }

@@ -39,17 +39,24 @@ public final class TransformerModel: @unchecked Sendable {
     private let weightScratch = FloatBuffer()
     private let xBuf = FloatBuffer(), hBuf = FloatBuffer(), qkvBuf = FloatBuffer()
     private let attnBuf = FloatBuffer(), mlpBuf = FloatBuffer(), logitBuf = FloatBuffer()
+    private let productBuf = FloatBuffer(), activationScales = FloatBuffer()
+    private var activationQuants = [Int8]()
 
     /// Loads a model directory (config.json + safetensors). Errors name the file and tensor.
-    public convenience init(directory path: String) throws {
-        try self.init(directory: try ModelDirectory(path: path))
+    public convenience init(directory path: String, weights format: WeightFormat = .stored) throws {
+        try self.init(directory: try ModelDirectory(path: path), weights: format)
     }
 
-    public init(directory: ModelDirectory) throws {
+    /// How the weight matrices are held (``WeightFormat``).
+    public let weightFormat: WeightFormat
+
+    /// Loads a model directory; `weights` other than `.stored` quantizes the projections and the LM head at load.
+    public init(directory: ModelDirectory, weights format: WeightFormat = .stored) throws {
         self.directory = directory
+        weightFormat = format
         configuration = try TransformerConfiguration(directory: directory)
         weights = try ModelWeights(checkpoint: try directory.weights(), configuration: configuration,
-                                   path: directory.path)
+                                   path: directory.path, format: format)
         rope = try RopeRuntime(configuration.rope)
     }
 
@@ -151,6 +158,11 @@ public final class TransformerModel: @unchecked Sendable {
     /// widened to f32 first when stored narrower.
     private func linear(_ input: UnsafePointer<Float>, rows: Int, lda: Int? = nil, _ w: WeightMatrix, bias: [Float]?,
                         out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
+        if let q = w.quantized, rows <= Self.quantizedProductRows {
+            quantizedLinear(input, rows: rows, lda: lda ?? w.cols, q, bias: bias, out: out, ldc: ldc,
+                            accumulate: accumulate)
+            return
+        }
         w.withF32(scratch: weightScratch) { wp in
             let call = { (b: UnsafePointer<Float>?) in
                 LayerOps.linear(input, rows: rows, lda: lda ?? w.cols, weight: wp, outFeatures: w.rows,
@@ -158,6 +170,28 @@ public final class TransformerModel: @unchecked Sendable {
                                 workers: self.workers)
             }
             if let bias { bias.withUnsafeBufferPointer { call($0.baseAddress!) } } else { call(nil) }
+        }
+    }
+
+    /// Products of at most this many rows on quantized weights run as integer matrix–vector products (decoding);
+    /// larger ones widen the weights to f32 for BLAS.
+    static let quantizedProductRows = 4
+
+    /// `out (+)= input · Wᵀ + bias` row by row on quantized weights: each input row quantized to Q8_0 blocks, then
+    /// ``QuantizedMatrix/multiply(xq:xd:into:workers:)``.
+    private func quantizedLinear(_ input: UnsafePointer<Float>, rows: Int, lda: Int, _ w: QuantizedMatrix,
+                                 bias: [Float]?, out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        let k = w.cols
+        if activationQuants.count < k { activationQuants = [Int8](repeating: 0, count: k) }
+        let xd = activationScales.reserve(k / 32), y = productBuf.reserve(w.rows)
+        activationQuants.withUnsafeMutableBufferPointer { xq in
+            for t in 0..<rows {
+                ck_q8_quantize(input + t * lda, k, xq.baseAddress!, xd)
+                w.multiply(xq: xq.baseAddress!, xd: xd, into: y, workers: workers)
+                let row = out + t * ldc
+                if accumulate { for j in 0..<w.rows { row[j] += y[j] } } else { row.update(from: y, count: w.rows) }
+                if let bias { for j in 0..<w.rows { row[j] += bias[j] } }
+            }
         }
     }
 

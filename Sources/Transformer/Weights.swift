@@ -32,26 +32,42 @@ final class FloatBuffer: @unchecked Sendable {
     }
 }
 
-/// A weight matrix `[rows, cols]` (PyTorch `Linear` layout `[out, in]`) kept in its checkpoint dtype.
-/// f32 matrices are used in place (memory-mapped); f16/bf16 ones are widened to f32 into a scratch
-/// buffer just before a matrix product.
+/// A weight matrix `[rows, cols]` (PyTorch `Linear` layout `[out, in]`) kept in its checkpoint dtype, plus
+/// optionally a block-quantized copy (``WeightFormat``) that then replaces it in every product.
+/// f32 matrices are used in place (memory-mapped); f16/bf16 and quantized ones are widened to f32 into a scratch
+/// buffer just before a matrix product (matrix–vector products on quantized weights use integer kernels instead).
 struct WeightMatrix: @unchecked Sendable {
     let rows: Int
     let cols: Int
     let tensor: Tensor
+    let quantized: QuantizedMatrix?
 
-    init(_ tensor: Tensor) {
+    init(_ tensor: Tensor, quantized: QuantizedMatrix? = nil) {
         precondition(tensor.rank == 2)
         self.tensor = tensor
+        self.quantized = quantized
         rows = tensor.shape[0]
         cols = tensor.shape[1]
     }
 
     var dtype: DType { tensor.dtype }
 
+    /// This matrix with a copy quantized to `format` (unchanged for `.stored` or when `cols` is not a multiple of
+    /// 32, the block size).
+    func quantized(_ format: WeightFormat) -> WeightMatrix {
+        guard format != .stored, cols % 32 == 0 else { return self }
+        let q = QuantizedMatrix(format: format, rows: rows, cols: cols) { r, dst in copyRow(r, into: dst) }
+        return WeightMatrix(tensor, quantized: q)
+    }
+
     /// Rows `0..<n` of the matrix as f32, valid inside `body`.
     func withF32<R>(rows n: Int? = nil, scratch: FloatBuffer, _ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
         let count = (n ?? rows) * cols
+        if let quantized {
+            let dst = scratch.reserve(count)
+            quantized.dequantize(rows: n ?? rows, into: dst)
+            return try body(UnsafePointer(dst))
+        }
         if dtype == .f32 {
             return try body(tensor.rawPointer.assumingMemoryBound(to: Float.self))
         }
@@ -109,7 +125,9 @@ struct ModelWeights: @unchecked Sendable {
     let finalNorm: [Float]
     let lmHead: WeightMatrix
 
-    init(checkpoint: Checkpoint, configuration c: TransformerConfiguration, path: String) throws {
+    /// Reads every parameter; with a quantized `format`, the projections and the LM head get quantized copies.
+    init(checkpoint: Checkpoint, configuration c: TransformerConfiguration, path: String,
+         format: WeightFormat = .stored) throws {
         func load(_ name: String, _ shape: [Int]) throws -> Tensor {
             guard checkpoint.contains(name) else {
                 throw ModelIOError(path, "tensor '\(name)' is missing from the checkpoint")
@@ -142,13 +160,13 @@ struct ModelWeights: @unchecked Sendable {
             layers.append(LayerWeights(
                 inputNorm: try vector(p + "input_layernorm.weight", d),
                 postAttentionNorm: try vector(p + "post_attention_layernorm.weight", d),
-                qkv: WeightMatrix.stacked([q, k, v]),
+                qkv: WeightMatrix.stacked([q, k, v]).quantized(format),
                 qkvBias: qkvBias,
-                output: WeightMatrix(try load(p + "self_attn.o_proj.weight", [d, c.heads * hd])),
+                output: WeightMatrix(try load(p + "self_attn.o_proj.weight", [d, c.heads * hd])).quantized(format),
                 outputBias: c.outputBias ? try vector(p + "self_attn.o_proj.bias", d) : nil,
-                gateUp: WeightMatrix.stacked([gate, up]),
+                gateUp: WeightMatrix.stacked([gate, up]).quantized(format),
                 gateUpBias: c.mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) + vector(p + "mlp.up_proj.bias", inter) : nil,
-                down: WeightMatrix(try load(p + "mlp.down_proj.weight", [d, inter])),
+                down: WeightMatrix(try load(p + "mlp.down_proj.weight", [d, inter])).quantized(format),
                 downBias: c.mlpBias ? try vector(p + "mlp.down_proj.bias", d) : nil))
         }
         self.layers = layers
@@ -157,9 +175,9 @@ struct ModelWeights: @unchecked Sendable {
             guard c.tieWordEmbeddings else {
                 throw ModelIOError(path, "tensor 'lm_head.weight' is missing and tie_word_embeddings is false")
             }
-            lmHead = embedding
+            lmHead = embedding.quantized(format)
         } else {
-            lmHead = WeightMatrix(try load("lm_head.weight", [c.vocabSize, d]))
+            lmHead = WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])).quantized(format)
         }
     }
 }

@@ -3,7 +3,9 @@
 //   longctx-bench st-read FILE            -> safetensors read throughput (GB/s): open + touch, open + copy to f32
 //   longctx-bench lora-pair BASE OUT [rank] [noise] -> writes a synthetic fine-tune of BASE (LoRA benchmark)
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
-//   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS
+//   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS, the
+//                                            kernel path and CPU flags (env LONGCTX_KERNELS picks a lower path;
+//                                            env WEIGHTS=stored|q8_0|q4_0|q4_1 the weight format)
 //   longctx-bench gemm M N K [transB]     -> single-threaded cblas_sgemm GFLOP/s of one shape (best of 5)
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
@@ -88,8 +90,12 @@ func peakRSS() -> Int {
     return 0
 }
 
+/// `"kernel_path":…,"cpu_flags":…` JSON members: the kernel path the run used and the CPU flags it was chosen from.
+nonisolated var kernelJSON: String { "\"kernel_path\":\"\(KernelPath.active)\",\"cpu_flags\":\"\(KernelPath.cpuFlags)\"" }
+
 func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
-    let model = try TransformerModel(directory: dir)
+    let format = WeightFormat(rawValue: ProcessInfo.processInfo.environment["WEIGHTS"] ?? "stored") ?? .stored
+    let model = try TransformerModel(directory: dir, weights: format)
     var r = SeededRandom(seed: 3)
     let vocab = model.configuration.vocabSize
     let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
@@ -106,7 +112,7 @@ func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
             }
         }
     }
-    print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS())}")
+    print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS()),\"weights\":\"\(format.rawValue)\",\(kernelJSON)}")
 }
 
 func gemm(m: Int, n: Int, k: Int, transB: Bool) {
@@ -158,7 +164,7 @@ func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
     }}}
     // Causal: n(n+1)/2 scores per head, 2·headDim multiply-adds each (QKᵀ and PV).
     let flops = Double(n) * Double(n + 1) / 2 * Double(shape.heads) * 4 * Double(shape.headDim)
-    print("{\"bench\":\"attention\",\"n\":\(n),\"fused\":\(fused),\"seconds\":\(t),\"gflops\":\(flops / t / 1e9)}")
+    print("{\"bench\":\"attention\",\"n\":\(n),\"fused\":\(fused),\"seconds\":\(t),\"gflops\":\(flops / t / 1e9),\(kernelJSON)}")
 }
 
 /// Full fine-tuning steps on one random `n`-token sequence (next-token targets, mean loss): zero the gradients,

@@ -3,6 +3,8 @@ import Foundation
 import ModelIO
 import Transformer
 
+extension WeightFormat: ExpressibleByArgument {}
+
 struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate text with the built-in engine; streams tokens and reports prefill and decode speed.")
@@ -18,6 +20,7 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 1
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(name: .customLong("stop"), help: "Stop string (repeatable).") var stops: [String] = []
+    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0 or q4_1 (quantized at load; decoding runs on integer dot products).") var weights: WeightFormat = .stored
     @Flag(help: "Print one JSON object (prompt_ids, generated_ids, text, timings) instead of streaming.") var json = false
 
     func validate() throws {
@@ -36,7 +39,7 @@ struct Generate: AsyncParsableCommand {
         } else {
             throw ValidationError("give --prompt or --prompt-file")
         }
-        let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model))
+        let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model), weights: weights)
         let ids = try lm.promptIds(text, chat: chat, system: system)
         try lm.checkFits(promptTokens: ids.count, maxTokens: maxTokens, option: "--max-tokens")
         let parameters = GenerationParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP,

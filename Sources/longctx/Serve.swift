@@ -12,6 +12,7 @@ struct Serve: AsyncParsableCommand {
 
     @Argument(help: "Model directory (config.json, safetensors, tokenizer.json).") var model: String
     @Option(help: "Address to bind.") var host = "127.0.0.1"
+    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0 or q4_1 (quantized at load; decoding runs on integer dot products).") var weights: WeightFormat = .stored
     @Option(help: "Port to bind (0: any free port; the bound port is printed).") var port = 8000
     @Option(name: .customLong("served-model-name"), help: "Model id reported by /v1/models (default: directory name).") var name: String?
     @Option(name: .customLong("max-queue"), help: "Generation requests admitted at once (running + waiting); more get 503.") var maxQueue = 64
@@ -26,7 +27,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model))
+        let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model), weights: weights)
         let id = name ?? URL(fileURLWithPath: model).lastPathComponent
         let server = OpenAIServer(backend: EngineBackend(lm, model: id), host: host, port: port,
                                   limits: .init(maxQueued: maxQueue, requestSeconds: requestTimeout))

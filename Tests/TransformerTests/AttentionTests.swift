@@ -1,6 +1,7 @@
 import Basics
 import Foundation
 import ModelIO
+import TensorCore
 import Testing
 @testable import Transformer
 
@@ -28,15 +29,27 @@ import Testing
         Case(heads: 4, kvHeads: 2, headDim: 16, queries: 200, past: 0, window: nil, qb: 64, kb: 48, documentLength: 37),
         Case(heads: 9, kvHeads: 3, headDim: 64, queries: 130, past: 300, window: nil, qb: 32, kb: 100, documentLength: 170),
         Case(heads: 8, kvHeads: 2, headDim: 32, queries: 150, past: 60, window: 50, qb: 16, kb: 24, documentLength: 71),
+        // Decoding over long caches: keys split across the workers, partial results merged.
+        Case(heads: 9, kvHeads: 3, headDim: 64, queries: 1, past: 3000, window: nil, qb: 64, kb: 512),
+        Case(heads: 4, kvHeads: 2, headDim: 16, queries: 3, past: 2500, window: 1500, qb: 64, kb: 100, documentLength: 900),
     ]
 
     static func random(_ n: Int, _ rng: inout SeededRandom, scale: Float = 1) -> [Float] {
         (0..<n).map { _ in rng.normal() * scale }
     }
 
-    /// Both kernels: the fused AVX2 tile (where the CPU has it) and the BLAS tiles.
-    @Test(arguments: cases, [true, false])
-    func blockwiseEqualsNaive(_ c: Case, fused: Bool) {
+    /// Every kernel path: the fused AVX2 and AVX-512 tiles (skipped, by name, where the CPU lacks them) and the
+    /// BLAS tiles.
+    @Test(.enabled(if: KernelPath.avx512.isSupported, "this CPU lacks AVX-512 F/BW/VL/DQ: the AVX-512 tile is not run"),
+          arguments: cases)
+    func avx512TileEqualsNaive(_ c: Case) { check(c, kernel: .avx512) }
+
+    @Test(.enabled(if: KernelPath.avx2.isSupported, "this CPU lacks AVX2+FMA: the AVX2 tile is not run"), arguments: cases)
+    func avx2TileEqualsNaive(_ c: Case) { check(c, kernel: .avx2) }
+
+    @Test(arguments: cases) func blasTilesEqualNaive(_ c: Case) { check(c, kernel: .portable) }
+
+    func check(_ c: Case, kernel: KernelPath) {
         var rng = SeededRandom(seed: UInt64(c.heads * 1000 + c.queries))
         let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, slidingWindow: c.window)
         let total = c.past + c.queries
@@ -63,7 +76,7 @@ import Testing
                 BlockwiseAttention.attend(shape: shape, query: qp.baseAddress!, queryStride: c.heads * c.headDim,
                                           count: c.queries, firstPosition: c.past, kv: kv, documentStart: docStart,
                                           output: o.baseAddress!, outputStride: c.heads * c.headDim, workers: 2,
-                                          queryBlock: c.qb, keyBlock: c.kb, fused: fused)
+                                          queryBlock: c.qb, keyBlock: c.kb, kernel: kernel)
             }
             slow.withUnsafeMutableBufferPointer { o in
                 BlockwiseAttention.naive(shape: shape, query: qp.baseAddress!, queryStride: c.heads * c.headDim,

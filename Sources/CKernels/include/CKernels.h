@@ -40,11 +40,29 @@ void ck_adamw_update(float *p, const float *g, float *m, float *v, size_t n, con
 /* Sum of x[i]^2 in f64 (sixteen lanes, fixed order: the same result on every CPU). */
 double ck_sum_squares(const float *x, size_t n);
 
-/* ---- Transformer kernels (attention.c) ----
-   All f32, row-major, runtime-dispatched to AVX2+FMA where present. */
+/* ---- Kernel paths (cpu.c) ----
+   Every transformer kernel below exists as portable C, AVX2+FMA (8 lanes) and AVX-512 F/BW/VL/DQ (16 lanes). The
+   un-suffixed functions run the active path: the best the CPU supports, or a lower one named by the environment
+   variable LONGCTX_KERNELS=portable|avx2|avx512 (read once; a path the CPU lacks is ignored). The `_on` variants
+   take the path explicitly (tests run each one the CPU supports); passing an unsupported path is undefined. */
+#define CK_PATH_PORTABLE 0
+#define CK_PATH_AVX2 1
+#define CK_PATH_AVX512 2
+int ck_path_supported(int path);
+int ck_path_active(void);
+const char *ck_path_name(int path);
+/* 1 when the CPU has AVX-512 (as above) and AVX512-VNNI / AVX512-BF16 respectively. */
+int ck_cpu_avx512_vnni(void);
+int ck_cpu_avx512_bf16(void);
+/* The CPU's flags that matter to these kernels, space-separated ("avx2 fma f16c avx512f ..."), NUL-terminated. */
+void ck_cpu_flags(char *buf, size_t n);
+
+/* ---- Transformer kernels (attention.c, kernels_avx512.c) ----
+   All f32, row-major. */
 
 /* y[i] = exp(x[i]) for n values (Cephes-style range reduction + degree-5 polynomial, < 2 ulp). */
 void ck_exp(const float *x, float *y, size_t n);
+void ck_exp_on(int path, const float *x, float *y, size_t n);
 
 /* One online-softmax step of blockwise attention (flash-attention style) over a score block.
    S: rows x cols scores (already scaled), row stride ld, overwritten with P = exp(S - m_new) (0 outside the
@@ -53,16 +71,32 @@ void ck_exp(const float *x, float *y, size_t n);
    (1 when the row has seen no valid score yet). */
 void ck_softmax_block(float *S, size_t rows, size_t cols, size_t ld, const int32_t *lo, const int32_t *hi,
                       float *m, float *l, float *corr);
+void ck_softmax_block_on(int path, float *S, size_t rows, size_t cols, size_t ld, const int32_t *lo,
+                         const int32_t *hi, float *m, float *l, float *corr);
 
 /* gate[i] = silu(gate[i]) * up[i] = gate / (1 + exp(-gate)) * up. */
 void ck_silu_mul(float *gate, const float *up, size_t n);
+void ck_silu_mul_on(int path, float *gate, const float *up, size_t n);
 
 /* RMSNorm per row: y = w * (x / sqrt(mean(x^2) + eps)); x, y: rows x n (may alias). */
 void ck_rmsnorm(const float *x, const float *w, float *y, size_t rows, size_t n, float eps);
+void ck_rmsnorm_on(int path, const float *x, const float *w, float *y, size_t rows, size_t n, float eps);
 
-/* ---- Fused attention tile (attention.c) ----
-   True when ck_attention_tile can run here: AVX2+FMA and a head dimension that is a multiple of 8. */
+/* RoPE in place (transformers' half-split `x·cos + rotate_half(x)·sin`): row t's `heads` head vectors (head h at
+   base + t*stride + h*hd, hd floats) are rotated by row t of cos/sin (rows x rd, rd <= hd even): for j < rd/2,
+   x1 = v[j], x2 = v[j + rd/2]: v[j] = x1*cos[j] - x2*(sign*sin[j]), v[j+rd/2] = x2*cos[j+rd/2] + x1*(sign*sin[j+rd/2])
+   (products rounded, then the difference/sum: the same on every path); channels rd..<hd pass through.
+   sin_sign -1 applies the transpose (the backward of RoPE). */
+void ck_rope(float *base, size_t rows, size_t stride, size_t heads, size_t hd, const float *cos, const float *sin,
+             size_t rd, float sin_sign);
+void ck_rope_on(int path, float *base, size_t rows, size_t stride, size_t heads, size_t hd, const float *cos,
+                const float *sin, size_t rd, float sin_sign);
+
+/* ---- Fused attention tile (attention.c; AVX-512 steps in kernels_avx512.c) ----
+   True when ck_attention_tile can run here: the active path is AVX2 or AVX-512 and the head dimension is a
+   multiple of 8. The `_on` form asks for a given path (the portable path has no fused tile: 0). */
 int ck_attention_fused_available(size_t hd);
+int ck_attention_fused_available_on(int path, size_t hd);
 
 /* Floats of workspace ck_attention_tile needs for `rows` = queries x group query rows and key blocks of `kb`. */
 size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb);
@@ -94,3 +128,35 @@ void ck_attention_pack(const float *k, const float *v, size_t keys, size_t hd, s
 void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,
                        const float *packed, size_t first_block, const int32_t *key_lo, const int32_t *key_hi,
                        size_t kb, float *out, size_t out_stride, float *lse, size_t lse_stride, float *scratch);
+void ck_attention_tile_on(int path, const float *q, size_t q_stride, size_t queries, size_t group, size_t hd,
+                          float scale, const float *packed, size_t first_block, const int32_t *key_lo,
+                          const int32_t *key_hi, size_t kb, float *out, size_t out_stride, float *lse,
+                          size_t lse_stride, float *scratch);
+
+/* ---- Quantized matrix-vector products for decoding (quant.c) ----
+   A rows x k matrix (k a multiple of 32) in blocks of 32 along k, stored split for vector loads:
+     Q8_0: wq int8 [rows][k], wd float [rows][k/32]; element = wq * wd.
+     Q4_0: wq uint8 [rows][k/2], wd float [rows][k/32]; byte i (0..15) of block b holds element b*32+i in its low
+           nibble and b*32+16+i in its high nibble; element = (nibble - 8) * wd (GGUF Q4_0's order and offset).
+     Q4_1: as Q4_0 plus wm float [rows][k/32]; element = nibble * wd + wm.
+   Activations x (k floats) are quantized with ck_q8_quantize (per block: d = max|x|/127, q = round(x/d)).
+   y[r] = sum_b wd[r][b] * xd[b] * (exact integer dot product of block b): the integer part is exact on every path,
+   so paths differ only in the f32 summation order of the scaled block products.
+   Paths: portable C; AVX2 (vpmaddubsw/vpmaddwd); AVX-512 with VNNI (vpdpbusd), or AVX2's kernel when the CPU has
+   AVX-512 without VNNI. */
+void ck_q8_quantize(const float *x, size_t n, int8_t *q, float *d);
+/* GGUF Q4_0's quantization of n floats (per block: d = v/-8 for the v of largest magnitude, nibble =
+   min(15, trunc(x/d + 8.5))). */
+void ck_q4_quantize(const float *x, size_t n, uint8_t *q, float *d);
+void ck_q8_matvec(const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq, const float *xd,
+                  float *y);
+void ck_q8_matvec_on(int path, const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq,
+                     const float *xd, float *y);
+/* GGUF Q4_1's quantization (per block: m = min, d = (max - min)/15, nibble = min(15, trunc((x - m)/d + 0.5))).
+   Re-quantizing weights dequantized from Q4_1 gives back the same nibbles and (to f32 rounding) d and m. */
+void ck_q4_1_quantize(const float *x, size_t n, uint8_t *q, float *d, float *m);
+/* Q4_0 when wm is NULL; Q4_1 (element = nibble * wd + wm) otherwise, the m term as m·x_d·Σ x_q per block in f32. */
+void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k, const int8_t *xq,
+                  const float *xd, float *y);
+void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
+                     const int8_t *xq, const float *xd, float *y);

@@ -1,0 +1,300 @@
+/* Block-quantized weights for decoding: Q8_0, Q4_0 and Q4_1 matrix-vector products on integer dot products.
+   Layout (ours, split for vector loads): a matrix of `rows` x `k` (k a multiple of 32) is
+     Q8_0: qs int8 [rows][k], d float [rows][k/32]          value = qs * d
+     Q4_0: qs uint8 [rows][k/2], d float [rows][k/32]       block b of row r: byte i of its 16 holds elements
+           i (low nibble) and i + 16 (high nibble), value = (nibble - 8) * d (GGUF Q4_0's element order)
+     Q4_1: as Q4_0 plus m float [rows][k/32]: value = nibble * d + m (GGUF Q4_1)
+   Activations are quantized per block of 32 to int8 (Q8_0 rule: d = max|x|/127, q = round(x/d), so |q| <= 127),
+   and each block's product is an exact integer dot product scaled by d_w·d_x in f32.
+   Paths: portable C; AVX2 (maddubs: |w| as u8 times x·sign(w) as s8, pairs summed with madd); AVX-512 with VNNI
+   (vpdpbusd; without VNNI the AVX-512 path runs the AVX2 kernel). */
+#include "CKernels.h"
+#include "cpu.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <immintrin.h>
+
+void ck_q8_quantize(const float *x, size_t n, int8_t *q, float *d) {
+    for (size_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        float db = amax / 127.0f, inv = db > 0 ? 1.0f / db : 0.0f;
+        d[b] = db;
+        for (int i = 0; i < 32; i++) q[b * 32 + i] = (int8_t)lrintf(xb[i] * inv);
+    }
+}
+
+void ck_q4_quantize(const float *x, size_t n, uint8_t *q, float *d) {
+    for (size_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        /* GGUF Q4_0's rule: the value of largest magnitude maps to -8, d = max / -8. */
+        float amax = 0, mx = 0;
+        for (int i = 0; i < 32; i++) if (fabsf(xb[i]) > amax) { amax = fabsf(xb[i]); mx = xb[i]; }
+        float db = mx / -8.0f, inv = db != 0 ? 1.0f / db : 0.0f;
+        d[b] = db;
+        for (int i = 0; i < 16; i++) {
+            int lo = (int)(xb[i] * inv + 8.5f), hi = (int)(xb[i + 16] * inv + 8.5f);
+            lo = lo > 15 ? 15 : lo; hi = hi > 15 ? 15 : hi;
+            q[b * 16 + i] = (uint8_t)(lo | (hi << 4));
+        }
+    }
+}
+
+void ck_q4_1_quantize(const float *x, size_t n, uint8_t *q, float *d, float *m) {
+    for (size_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float lo = xb[0], hi = xb[0];
+        for (int i = 1; i < 32; i++) { lo = fminf(lo, xb[i]); hi = fmaxf(hi, xb[i]); }
+        float db = (hi - lo) / 15.0f, inv = db != 0 ? 1.0f / db : 0.0f;
+        d[b] = db;
+        m[b] = lo;
+        for (int i = 0; i < 16; i++) {
+            int a = (int)((xb[i] - lo) * inv + 0.5f), c = (int)((xb[i + 16] - lo) * inv + 0.5f);
+            a = a > 15 ? 15 : a; c = c > 15 ? 15 : c;
+            q[b * 16 + i] = (uint8_t)(a | (c << 4));
+        }
+    }
+}
+
+/* ---- portable ---- */
+static void q8_matvec_c(const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq,
+                        const float *xd, float *y) {
+    size_t nb = k / 32;
+    for (size_t r = 0; r < rows; r++) {
+        const int8_t *w = wq + r * k;
+        float acc = 0;
+        for (size_t b = 0; b < nb; b++) {
+            int32_t s = 0;
+            for (int i = 0; i < 32; i++) s += (int32_t)w[b * 32 + i] * (int32_t)xq[b * 32 + i];
+            acc += (float)s * (wd[r * nb + b] * xd[b]);
+        }
+        y[r] = acc;
+    }
+}
+
+/* Q4_0 (wm NULL): nibbles offset by 8 in the integer dot; Q4_1: nibble dot, plus m·x_d·Σx per block. */
+static void q4_matvec_c(const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
+                        const int8_t *xq, const float *xd, const int32_t *xs, float *y) {
+    size_t nb = k / 32;
+    int32_t off = wm ? 0 : 8;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *w = wq + r * k / 2;
+        float acc = 0;
+        for (size_t b = 0; b < nb; b++) {
+            int32_t s = 0;
+            for (int i = 0; i < 16; i++) {
+                s += ((int32_t)(w[b * 16 + i] & 15) - off) * (int32_t)xq[b * 32 + i];
+                s += ((int32_t)(w[b * 16 + i] >> 4) - off) * (int32_t)xq[b * 32 + i + 16];
+            }
+            acc += (float)s * (wd[r * nb + b] * xd[b]);
+            if (wm) acc += wm[r * nb + b] * (xd[b] * (float)xs[b]);
+        }
+        y[r] = acc;
+    }
+}
+
+/* ---- AVX2 ---- */
+/* Sum of the 8 lanes. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline float hsum256(__m256 a) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* Sum of products of 32 u8 x 32 s8 as 8 int32 lanes. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline __m256i dot_u8s8_avx2(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+__attribute__((target("avx2,fma")))
+static void q8_matvec_avx2(const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq,
+                           const float *xd, float *y) {
+    size_t nb = k / 32;
+    for (size_t r = 0; r < rows; r++) {
+        const int8_t *w = wq + r * k;
+        const float *d = wd + r * nb;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        size_t b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + b * 32));
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + b * 32 + 32));
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + b * 32 + 32));
+            __m256i p0 = dot_u8s8_avx2(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+            __m256i p1 = dot_u8s8_avx2(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1));
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[b] * xd[b]), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d[b + 1] * xd[b + 1]), acc1);
+        }
+        for (; b < nb; b++) {
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + b * 32));
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            __m256i p0 = dot_u8s8_avx2(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[b] * xd[b]), acc0);
+        }
+        y[r] = hsum256(_mm256_add_ps(acc0, acc1));
+    }
+}
+
+/* Q4_0 block as 32 u8 nibbles in element order (low nibbles = elements 0..15, high = 16..31). */
+__attribute__((target("avx2,fma"), always_inline))
+static inline __m256i q4_unpack_avx2(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+/* Σ (nib − 8)·x = Σ nib·x − 8·Σ x: the activation block sums are taken once per call (xs). */
+__attribute__((target("avx2,fma")))
+static void q4_matvec_avx2(const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
+                           const int8_t *xq, const float *xd, const int32_t *xs, float *y) {
+    size_t nb = k / 32;
+    /* Q4_0: −8·Σx folded into lane 0 of the integer sums; Q4_1: m·x_d·Σx added per block in f32. */
+    int32_t off = wm ? 0 : 8;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *w = wq + r * k / 2;
+        const float *d = wd + r * nb;
+        float extra = 0;
+        if (wm) for (size_t b = 0; b < nb; b++) extra += wm[r * nb + b] * (xd[b] * (float)xs[b]);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        size_t b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            __m256i p0 = dot_u8s8_avx2(q4_unpack_avx2(w + b * 16), _mm256_loadu_si256((const __m256i *)(xq + b * 32)));
+            __m256i p1 = dot_u8s8_avx2(q4_unpack_avx2(w + b * 16 + 16),
+                                       _mm256_loadu_si256((const __m256i *)(xq + b * 32 + 32)));
+            /* Lane 0 carries the −8·Σx correction, so the lane sum is the block's dot product. */
+            p0 = _mm256_sub_epi32(p0, _mm256_setr_epi32(off * xs[b], 0, 0, 0, 0, 0, 0, 0));
+            p1 = _mm256_sub_epi32(p1, _mm256_setr_epi32(off * xs[b + 1], 0, 0, 0, 0, 0, 0, 0));
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[b] * xd[b]), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d[b + 1] * xd[b + 1]), acc1);
+        }
+        for (; b < nb; b++) {
+            __m256i p0 = dot_u8s8_avx2(q4_unpack_avx2(w + b * 16), _mm256_loadu_si256((const __m256i *)(xq + b * 32)));
+            p0 = _mm256_sub_epi32(p0, _mm256_setr_epi32(off * xs[b], 0, 0, 0, 0, 0, 0, 0));
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[b] * xd[b]), acc0);
+        }
+        y[r] = hsum256(_mm256_add_ps(acc0, acc1)) + extra;
+    }
+}
+
+/* ---- AVX-512 VNNI ---- */
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))
+
+/* Per-lane scales for a 64-byte step covering blocks b and b+1: lanes 0..7 get s0, 8..15 get s1. */
+VNNI static inline __m512 two_scales(float s0, float s1) {
+    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+VNNI static void q8_matvec_vnni(const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq,
+                                const float *xd, float *y) {
+    size_t nb = k / 32;
+    const __m512i zero = _mm512_setzero_si512();
+    for (size_t r = 0; r < rows; r++) {
+        const int8_t *w = wq + r * k;
+        const float *d = wd + r * nb;
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        size_t b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            __m512i w0 = _mm512_loadu_si512(w + b * 32), w1 = _mm512_loadu_si512(w + b * 32 + 64);
+            __m512i x0 = _mm512_loadu_si512(xq + b * 32), x1 = _mm512_loadu_si512(xq + b * 32 + 64);
+            __m512i s0 = _mm512_mask_sub_epi8(x0, _mm512_movepi8_mask(w0), zero, x0);
+            __m512i s1 = _mm512_mask_sub_epi8(x1, _mm512_movepi8_mask(w1), zero, x1);
+            __m512i p0 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w0), s0);
+            __m512i p1 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w1), s1);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), two_scales(d[b] * xd[b], d[b + 1] * xd[b + 1]), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), two_scales(d[b + 2] * xd[b + 2], d[b + 3] * xd[b + 3]), acc1);
+        }
+        float tail = 0;
+        for (; b < nb; b++) {
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + b * 32));
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(w0), _mm256_sign_epi8(x0, w0));
+            tail += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[b] * xd[b])));
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail;
+    }
+}
+
+/* Two Q4_0 blocks (32 bytes) as 64 u8 nibbles in element order. */
+VNNI static inline __m512i q4_unpack2_vnni(const uint8_t *p) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    /* bytes 0..15 block b, 16..31 block b+1 -> 16-byte lanes [lo(b) hi(b) lo(b+1) hi(b+1)]. */
+    __m128i b0 = _mm256_castsi256_si128(v), b1 = _mm256_extracti128_si256(v, 1);
+    __m512i out = _mm512_castsi128_si512(b0);
+    out = _mm512_inserti32x4(out, _mm_srli_epi16(b0, 4), 1);
+    out = _mm512_inserti32x4(out, b1, 2);
+    out = _mm512_inserti32x4(out, _mm_srli_epi16(b1, 4), 3);
+    return _mm512_and_si512(out, _mm512_set1_epi8(15));
+}
+
+VNNI static void q4_matvec_vnni(const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
+                                const int8_t *xq, const float *xd, const int32_t *xs, float *y) {
+    size_t nb = k / 32;
+    const __m512i zero = _mm512_setzero_si512();
+    int32_t off = wm ? 0 : 8;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *w = wq + r * k / 2;
+        const float *d = wd + r * nb;
+        float extra = 0;
+        if (wm) for (size_t b = 0; b < nb; b++) extra += wm[r * nb + b] * (xd[b] * (float)xs[b]);
+        __m512 acc = _mm512_setzero_ps();
+        size_t b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            __m512i p = _mm512_dpbusd_epi32(zero, q4_unpack2_vnni(w + b * 16), _mm512_loadu_si512(xq + b * 32));
+            __m512i corr = _mm512_maskz_set1_epi32(0x0001, off * xs[b]);
+            corr = _mm512_mask_set1_epi32(corr, 0x0100, off * xs[b + 1]);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(p, corr)),
+                                  two_scales(d[b] * xd[b], d[b + 1] * xd[b + 1]), acc);
+        }
+        float total = _mm512_reduce_add_ps(acc) + extra;
+        for (; b < nb; b++) {
+            int32_t s = 0;
+            for (int i = 0; i < 16; i++)
+                s += ((int32_t)(w[b * 16 + i] & 15) - off) * xq[b * 32 + i]
+                     + ((int32_t)(w[b * 16 + i] >> 4) - off) * xq[b * 32 + i + 16];
+            total += (float)s * (d[b] * xd[b]);
+        }
+        y[r] = total;
+    }
+}
+
+static void block_sums(const int8_t *xq, size_t k, int32_t *xs) {
+    for (size_t b = 0; b < k / 32; b++) {
+        int32_t s = 0;
+        for (int i = 0; i < 32; i++) s += xq[b * 32 + i];
+        xs[b] = s;
+    }
+}
+
+void ck_q8_matvec_on(int path, const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq,
+                     const float *xd, float *y) {
+    if (path == CK_PATH_AVX512 && ck_cpu_avx512_vnni()) q8_matvec_vnni(wq, wd, rows, k, xq, xd, y);
+    else if (path >= CK_PATH_AVX2) q8_matvec_avx2(wq, wd, rows, k, xq, xd, y);
+    else q8_matvec_c(wq, wd, rows, k, xq, xd, y);
+}
+
+void ck_q8_matvec(const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq, const float *xd,
+                  float *y) {
+    ck_q8_matvec_on(ck_path_current(), wq, wd, rows, k, xq, xd, y);
+}
+
+void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
+                     const int8_t *xq, const float *xd, float *y) {
+    int32_t sums[1024], *xs = sums;
+    int32_t *heap = NULL;
+    if (k / 32 > 1024) { heap = (int32_t *)malloc(k / 32 * sizeof(int32_t)); xs = heap; }
+    block_sums(xq, k, xs);
+    if (path == CK_PATH_AVX512 && ck_cpu_avx512_vnni()) q4_matvec_vnni(wq, wd, wm, rows, k, xq, xd, xs, y);
+    else if (path >= CK_PATH_AVX2) q4_matvec_avx2(wq, wd, wm, rows, k, xq, xd, xs, y);
+    else q4_matvec_c(wq, wd, wm, rows, k, xq, xd, xs, y);
+    free(heap);
+}
+
+void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k, const int8_t *xq,
+                  const float *xd, float *y) {
+    ck_q4_matvec_on(ck_path_current(), wq, wd, wm, rows, k, xq, xd, y);
+}
