@@ -27,7 +27,7 @@ func parseError(_ yaml: String) -> String {
 
     @Test func examplesParse() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.examples).filter { $0.hasSuffix(".yaml") }.sorted()
-        #expect(files == ["llama3-8b-1m-theta.yaml", "smollm2-16k.yaml", "tiny-demo.yaml"])
+        #expect(files == ["llama3-8b-1m-theta.yaml", "llama3-8b-estimate.yaml", "smollm2-16k.yaml", "tiny-demo.yaml"])
         for file in files { _ = try TrainingStages.load(path: Self.examples + "/" + file) }
     }
 
