@@ -3,6 +3,7 @@
    AVX-512 version in kernels_avx512.c; the un-suffixed entry points run the active path (cpu.c). */
 #include "CKernels.h"
 #include "cpu.h"
+#include "tile.h"
 #include <math.h>
 #include <string.h>
 #include <immintrin.h>
@@ -274,11 +275,7 @@ void ck_rope(float *base, size_t rows, size_t stride, size_t heads, size_t hd, c
    vertical vector operation; O += P·V uses a 6-query x 16-channel register tile (P broadcast from ST, V loaded
    from its strip). */
 
-/* Keys per block rounded up to whole 6-key panels. */
-static size_t round6(size_t kb) { return (kb + 5) / 6 * 6; }
 
-/* Row stride of Q^T and S^T: an odd number of 64-byte lines, so that walking down a column touches every L1 set. */
-static size_t padded_stride(size_t rp) { return (rp / 16) % 2 ? rp : rp + 16; }
 
 size_t ck_attention_scratch(size_t rows, size_t hd, size_t kb) {
     size_t rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
@@ -291,23 +288,6 @@ int ck_attention_fused_available_on(int path, size_t hd) {
 
 int ck_attention_fused_available(size_t hd) { return ck_attention_fused_available_on(ck_path_current(), hd); }
 
-/* 2^t for t <= 0 (Cephes exp2f's polynomial on [-1/2, 1/2], relative error < 2e-7). t is clamped at -125, so
-   t = -inf gives 2^-125 (callers zero masked entries themselves); n is added straight into p's exponent field. */
-__attribute__((target("avx2,fma")))
-static inline __m256 exp2_nonpos(__m256 t) {
-    t = _mm256_max_ps(t, _mm256_set1_ps(-125.0f));
-    __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 f = _mm256_sub_ps(t, n);
-    __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
-}
 
 /* ST[j][c..c+16] = sum_d K[j][d] * QT[d][c..c+16] for the 6 keys of one packed panel kp[d][6]. */
 __attribute__((target("avx2,fma"), always_inline))
@@ -493,7 +473,7 @@ static void softmax_block_t(float *st, size_t nb, size_t rp, size_t ld, const in
     }
 }
 
-static const ck_tile_ops tile_ops_avx2 = {qk_block, softmax_block_t, pv_block};
+const ck_tile_ops ck_tile_ops_avx2 = {qk_block, softmax_block_t, pv_block};
 
 void ck_attention_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,
                        const float *packed, size_t first_block, const int32_t *key_lo, const int32_t *key_hi,
@@ -508,7 +488,7 @@ void ck_attention_tile_on(int path, const float *q, size_t q_stride, size_t quer
                           float scale, const float *packed, size_t first_block, const int32_t *key_lo,
                           const int32_t *key_hi, size_t kb, float *out, size_t out_stride, float *lse,
                           size_t lse_stride, float *scratch) {
-    const ck_tile_ops *ops = path == CK_PATH_AVX512 ? &ck_tile_ops_avx512 : &tile_ops_avx2;
+    const ck_tile_ops *ops = path == CK_PATH_AVX512 ? &ck_tile_ops_avx512 : &ck_tile_ops_avx2;
     size_t rows = queries * group, rp = (rows + 15) / 16 * 16, ld = padded_stride(rp);
     size_t kb6 = round6(kb), bs = block_floats(hd, kb);
     float *qt = scratch, *st = qt + hd * ld, *o = st + kb6 * ld;

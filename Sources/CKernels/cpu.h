@@ -30,4 +30,5 @@ typedef struct {
                const float *corr, float *o);
 } ck_tile_ops;
 
+extern const ck_tile_ops ck_tile_ops_avx2;
 extern const ck_tile_ops ck_tile_ops_avx512;

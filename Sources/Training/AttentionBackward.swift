@@ -12,9 +12,41 @@ import Transformer
 /// `dq += dS·K·scale`, `dK += dSᵀ·q·scale`, `dV += Pᵀ·dO` — the gradient of `softmax(QKᵀ·scale + mask)·V` as torch
 /// autograd computes it for transformers' eager/sdpa attention. Because each key block's contribution is exact given
 /// the *final* `L`, the call can cover any subset of the keys (one ring-attention block) and the results add up.
+///
+/// Kernels (``Kernel``), chosen at run time:
+/// - fused (AVX2+FMA or AVX-512, `headDim` a multiple of 8): `ck_attention_backward_tile` per (key/value head, query
+///   tile) with the head's keys/values packed once per call — `Sᵀ = K·Qᵀ`, `dPᵀ = V·dOᵀ` and `dQ += dS·K` on the
+///   forward attention's register tiles, `dV`/`dK` in 6 keys × 16 (AVX-512: × 64) channels tiles, probabilities in
+///   base 2.
+/// - BLAS: five single-threaded GEMMs per (query tile, key block) around `ck_exp`.
+/// All compute the same gradients to f32 rounding.
 public enum AttentionBackward {
     public static let queryBlock = 64
     public static let keyBlock = 256
+    /// Query positions per tile and keys per block of the fused kernel.
+    public static let fusedQueryBlock = 64
+    public static let fusedKeyBlock = 96
+
+    /// The implementations of the backward, in order of speed.
+    public enum Kernel: Int, Sendable, CaseIterable, CustomStringConvertible {
+        /// Five BLAS GEMMs per tile (any CPU, any head size).
+        case blas = 0
+        /// The fused kernel with AVX2+FMA register tiles.
+        case avx2 = 1
+        /// The fused kernel with AVX-512F product tiles.
+        case avx512 = 2
+
+        /// The kernel the process uses for heads of `headDim`: the fastest this CPU runs (fused ones need
+        /// `headDim` % 8 == 0), at most the engine's ``KernelPath/active`` (`LONGCTX_KERNELS`; portable → BLAS).
+        public static func best(headDim: Int) -> Kernel {
+            Kernel(rawValue: min(Int(ck_attention_backward_level(headDim)), Int(KernelPath.active.rawValue)))!
+        }
+
+        /// Whether this CPU runs the kernel for heads of `headDim`.
+        public func available(headDim: Int) -> Bool { rawValue <= Int(ck_attention_backward_level(headDim)) }
+
+        public var description: String { ["BLAS", "AVX2", "AVX-512"][rawValue] }
+    }
 
     /// Accumulates the gradients of attention for `count` queries at positions `firstPosition ..< firstPosition+count`
     /// against the keys/values in `kv` (positions `kv.firstPosition ..< kv.firstPosition + kv.count`).
@@ -30,6 +62,8 @@ public enum AttentionBackward {
     ///   key indices `0 ..< kv.count`.
     /// - `workers`: parallel workers (query tiles are split statically; each keeps private key/value gradients that
     ///   are summed in worker order, so results do not depend on timing).
+    /// - `kernel`: the implementation (`nil`: ``Kernel/best(headDim:)``; one the CPU cannot run falls back to the
+    ///   fastest it can).
     public static func accumulate(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
                                   firstPosition: Int, kv: KeyValueView, causal: Bool = true,
                                   documentStart: UnsafePointer<Int32>? = nil,
@@ -38,8 +72,19 @@ public enum AttentionBackward {
                                   logSumExp: UnsafePointer<Float>,
                                   queryGradient: UnsafeMutablePointer<Float>, queryGradientStride: Int,
                                   keyGradient: UnsafeMutablePointer<Float>, valueGradient: UnsafeMutablePointer<Float>,
-                                  workers: Int) {
+                                  workers: Int, kernel: Kernel? = nil) {
         guard count > 0, kv.count > 0 else { return }
+        let args = Args(shape: shape, query: query, queryStride: queryStride, count: count,
+                        firstPosition: firstPosition, kv: kv, causal: causal, documentStart: documentStart,
+                        output: output, outputStride: outputStride, dOut: outputGradient,
+                        dOutStride: outputGradientStride, lse: logSumExp, dq: queryGradient,
+                        dqStride: queryGradientStride)
+        let level = kernel.map { min($0.rawValue, Int(ck_attention_backward_level(shape.headDim))) }
+            ?? Kernel.best(headDim: shape.headDim).rawValue
+        if level > 0 {
+            args.fused(keyGradient: keyGradient, valueGradient: valueGradient, workers: max(1, workers), level: level)
+            return
+        }
         let tiles = (count + queryBlock - 1) / queryBlock
         var tasks: [(head: Int, tile: Int)] = []
         for tile in stride(from: tiles - 1, through: 0, by: -1) {
@@ -57,11 +102,6 @@ public enum AttentionBackward {
         }
         defer { extra.forEach { $0.0.deallocate(); $0.1.deallocate() } }
         nonisolated(unsafe) let dk = keyGradient, dv = valueGradient, buffers = extra
-        let args = Args(shape: shape, query: query, queryStride: queryStride, count: count,
-                        firstPosition: firstPosition, kv: kv, causal: causal, documentStart: documentStart,
-                        output: output, outputStride: outputStride, dOut: outputGradient,
-                        dOutStride: outputGradientStride, lse: logSumExp, dq: queryGradient,
-                        dqStride: queryGradientStride)
         let taskList = tasks
         DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
             let dkw = w == 0 ? dk : buffers[w - 1].0, dvw = w == 0 ? dv : buffers[w - 1].1
@@ -185,5 +225,86 @@ public enum AttentionBackward {
                 }
             }
         }
+    }
+
+    /// Per query, the key indices it sees: `lo[i] ..< hi[i]` (causal limit, sliding window, document start), and
+    /// the union `kmin ..< kmax` over all queries (empty: `kmin ≥ kmax`).
+    static func keyRanges(_ a: Args) -> (lo: [Int32], hi: [Int32], kmin: Int, kmax: Int) {
+        var lo = [Int32](repeating: 0, count: a.count), hi = [Int32](repeating: 0, count: a.count)
+        var kmin = Int.max, kmax = 0
+        for i in 0..<a.count {
+            let qpos = a.firstPosition + i
+            var end = a.kv.count
+            if a.causal { end = min(end, qpos - a.kv.firstPosition + 1) }
+            end = max(0, end)
+            var begin = 0
+            if let win = a.shape.slidingWindow { begin = max(0, qpos - win + 1 - a.kv.firstPosition) }
+            if let starts = a.documentStart { begin = max(begin, Int(starts[i]) - a.kv.firstPosition) }
+            begin = min(begin, end)
+            lo[i] = Int32(clamping: begin)
+            hi[i] = Int32(clamping: end)
+            if end > begin { kmin = min(kmin, begin); kmax = max(kmax, end) }
+        }
+        return (lo, hi, kmin, kmax)
+    }
+}
+
+extension AttentionBackward.Args {
+    /// The fused path: per key/value head, the visible keys/values are packed once (split across the workers), then
+    /// worker `w` runs query tiles `T−1−w, T−1−w−W, …` (latest, costliest first). Worker 0 adds its key/value
+    /// gradients straight into the caller's buffers, the others into private ones added afterwards in worker order.
+    func fused(keyGradient: UnsafeMutablePointer<Float>, valueGradient: UnsafeMutablePointer<Float>, workers: Int,
+               level: Int) {
+        let g = shape.groupSize, hd = shape.headDim
+        let qb = AttentionBackward.fusedQueryBlock, kb = AttentionBackward.fusedKeyBlock
+        let (lo, hi, kmin, kmax) = AttentionBackward.keyRanges(self)
+        guard kmin < kmax else { return }
+        let b0 = kmin / kb, b1 = (kmax + kb - 1) / kb, blockFloats = ck_attention_backward_packed_size(1, hd, kb)
+        let tiles = (count + qb - 1) / qb, nWorkers = min(workers, tiles)
+        let headFloats = kmax * hd, scratchFloats = ck_attention_backward_scratch(qb * g, hd, kb)
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: (b1 - b0) * blockFloats)
+        let privateGradients = UnsafeMutablePointer<Float>.allocate(capacity: max(1, (nWorkers - 1) * 2 * headFloats))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: nWorkers * scratchFloats)
+        defer { packed.deallocate(); privateGradients.deallocate(); scratch.deallocate() }
+        nonisolated(unsafe) let pk = packed, priv = privateGradients, sc = scratch
+        nonisolated(unsafe) let dkAll = keyGradient, dvAll = valueGradient
+        let a = self
+        lo.withUnsafeBufferPointer { loBuffer in hi.withUnsafeBufferPointer { hiBuffer in
+            nonisolated(unsafe) let lo = loBuffer.baseAddress!, hi = hiBuffer.baseAddress!
+            for kvh in 0..<shape.kvHeads {
+                let headOffset = kvh * kv.stride * hd
+                nonisolated(unsafe) let keys = kv.keys + headOffset, values = kv.values + headOffset
+                let blocks = b1 - b0, parts = min(workers, blocks)
+                DispatchQueue.concurrentPerform(iterations: parts) { w in
+                    let first = b0 + blocks * w / parts, last = b0 + blocks * (w + 1) / parts
+                    if last > first {
+                        ck_attention_backward_pack(keys, values, kmax, hd, kb, first, last, pk + (first - b0) * blockFloats)
+                    }
+                }
+                priv.update(repeating: 0, count: (nWorkers - 1) * 2 * headFloats)
+                DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
+                    let dk = w == 0 ? dkAll + headOffset : priv + (w - 1) * 2 * headFloats
+                    let dv = w == 0 ? dvAll + headOffset : dk + headFloats
+                    var t = tiles - 1 - w
+                    while t >= 0 {
+                        let t0 = t * qb, tn = min(qb, a.count - t0), head0 = kvh * g
+                        ck_attention_backward_tile(a.query + t0 * a.queryStride + head0 * hd, a.queryStride,
+                                                   a.output + t0 * a.outputStride + head0 * hd, a.outputStride,
+                                                   a.dOut + t0 * a.dOutStride + head0 * hd, a.dOutStride,
+                                                   a.lse + t0 * a.shape.heads + head0, a.shape.heads, tn, g, hd,
+                                                   a.shape.scale, pk, b0, lo + t0, hi + t0, kb,
+                                                   a.dq + t0 * a.dqStride + head0 * hd, a.dqStride, dk, dv,
+                                                   sc + w * scratchFloats, Int32(level))
+                        t -= nWorkers
+                    }
+                }
+                for w in 1..<max(1, nWorkers) {
+                    let dk = priv + (w - 1) * 2 * headFloats, dv = dk + headFloats
+                    let dkHead = dkAll + headOffset, dvHead = dvAll + headOffset
+                    for i in 0..<headFloats { dkHead[i] += dk[i] }
+                    for i in 0..<headFloats { dvHead[i] += dv[i] }
+                }
+            }
+        }}
     }
 }

@@ -10,6 +10,8 @@
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
 //                                            env WORKERS (2), REPS (1, best of), QB (query tile)
+//   longctx-bench attention-backward N [blas|avx2|avx512] -> causal attention backward GFLOP/s of the same layer
+//                                            (five products counted), env WORKERS, REPS
 //   longctx-bench train N [DIR] [--recompute] [--steps S]
 //                                         -> full fine-tuning steps (forward + backward + AdamW) on one N-token
 //                                            sequence of DIR (default smollm2-135m-instruct): best step's tok/s and
@@ -167,6 +169,44 @@ func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
     print("{\"bench\":\"attention\",\"n\":\(n),\"fused\":\(fused),\"seconds\":\(t),\"gflops\":\(flops / t / 1e9),\(kernelJSON)}")
 }
 
+/// The attention backward of one causal SmolLM-shaped layer (9/3 heads of 64) over `n` positions, after the
+/// forward that gives it its output and log-sum-exp: best of `REPS` (default 1) timed calls.
+func attentionBackward(_ n: Int, kernel: AttentionBackward.Kernel) {
+    let shape = AttentionShape(heads: 9, kvHeads: 3, headDim: 64)
+    let width = shape.heads * shape.headDim, kvSize = shape.kvHeads * n * shape.headDim
+    var r = SeededRandom(seed: 5)
+    let q = (0..<(n * width)).map { _ in r.normal() }, dO = (0..<(n * width)).map { _ in r.normal() }
+    let k = (0..<kvSize).map { _ in r.normal() }, v = (0..<kvSize).map { _ in r.normal() }
+    var out = [Float](repeating: 0, count: n * width), lse = [Float](repeating: 0, count: n * shape.heads)
+    var dq = out, dk = k, dv = v
+    BLAS.threads = 1
+    let workers = environment("WORKERS", 2), reps = environment("REPS", 1)
+    let t = q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+        let kv = KeyValueView(keys: kp.baseAddress!, values: vp.baseAddress!, stride: n, count: n)
+        out.withUnsafeMutableBufferPointer { op in lse.withUnsafeMutableBufferPointer { lp in
+            BlockwiseAttention.attend(shape: shape, query: qp.baseAddress!, queryStride: width, count: n, firstPosition: 0,
+                                      kv: kv, output: op.baseAddress!, outputStride: width, logSumExp: lp.baseAddress!,
+                                      workers: workers)
+        }}
+        return out.withUnsafeBufferPointer { op in lse.withUnsafeBufferPointer { lp in dO.withUnsafeBufferPointer { gp in
+            dq.withUnsafeMutableBufferPointer { dqp in dk.withUnsafeMutableBufferPointer { dkp in
+            dv.withUnsafeMutableBufferPointer { dvp in
+                (0..<reps).map { _ in seconds {
+                    AttentionBackward.accumulate(shape: shape, query: qp.baseAddress!, queryStride: width, count: n,
+                                                 firstPosition: 0, kv: kv, output: op.baseAddress!, outputStride: width,
+                                                 outputGradient: gp.baseAddress!, outputGradientStride: width,
+                                                 logSumExp: lp.baseAddress!, queryGradient: dqp.baseAddress!,
+                                                 queryGradientStride: width, keyGradient: dkp.baseAddress!,
+                                                 valueGradient: dvp.baseAddress!, workers: workers, kernel: kernel)
+                } }.min()!
+            }}}
+        }}}
+    }}}
+    // Causal: n(n+1)/2 scores per head, five products of 2·headDim flops each (S, dP, dV, dK, dQ).
+    let flops = Double(n) * Double(n + 1) / 2 * Double(shape.heads) * 10 * Double(shape.headDim)
+    print("{\"bench\":\"attention-backward\",\"n\":\(n),\"kernel\":\"\(kernel.available(headDim: 64) ? kernel : .best(headDim: 64))\",\"seconds\":\(t),\"gflops\":\(flops / t / 1e9)}")
+}
+
 /// Full fine-tuning steps on one random `n`-token sequence (next-token targets, mean loss): zero the gradients,
 /// forward + backward, then the optimizer step. One 256-token warm-up step, then `steps` timed steps; the best counts.
 func train(_ n: Int, directory: String, recompute: Bool, steps: Int) throws {
@@ -175,6 +215,10 @@ func train(_ n: Int, directory: String, recompute: Bool, steps: Int) throws {
     var r = SeededRandom(seed: 3)
     let vocab = model.configuration.vocabSize
     let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
+    // torch.optim.AdamW(lr=1e-5) as the PyTorch peer: default betas, eps and weight decay; moments allocated here
+    // (torch creates them on the warm-up step).
+    let learningRate = 1e-5
+    var adamW = AdamW(store: model.parameters, options: AdamWOptions(learningRate: learningRate))
     var best = (step: Double.infinity, backward: 0.0, optimizer: 0.0, loss: 0.0)
     for s in 0...max(1, steps) {
         let sequence = TrainingSequence(causal: s == 0 ? Array(ids.prefix(256)) : ids)
@@ -183,12 +227,12 @@ func train(_ n: Int, directory: String, recompute: Bool, steps: Int) throws {
             model.parameters.zeroGradients()
             loss = try model.accumulateGradients(sequence, lossScale: 1 / Float(sequence.lossTokens)).loss
         }
-        let optimizer = seconds {}
+        let optimizer = seconds { adamW.update(model.parameters, learningRate: learningRate, threads: workers) }
         if s > 0 && backward + optimizer < best.step {
             best = (backward + optimizer, backward, optimizer, loss / Double(sequence.lossTokens))
         }
     }
-    print("{\"bench\":\"train\",\"tokens\":\(n),\"workers\":\(workers),\"recompute\":\(recompute),\"optimizer\":false,\"seconds\":\(best.step),\"forward_backward_seconds\":\(best.backward),\"optimizer_seconds\":\(best.optimizer),\"tokens_per_second\":\(Double(n) / best.step),\"loss\":\(best.loss),\"peak_rss_bytes\":\(peakRSS())}")
+    print("{\"bench\":\"train\",\"tokens\":\(n),\"workers\":\(workers),\"recompute\":\(recompute),\"optimizer\":true,\"seconds\":\(best.step),\"forward_backward_seconds\":\(best.backward),\"optimizer_seconds\":\(best.optimizer),\"tokens_per_second\":\(Double(n) / best.step),\"loss\":\(best.loss),\"peak_rss_bytes\":\(peakRSS())}")
 }
 
 /// Same counting as `longctx eval`: the prompt as the engine is fed it.
@@ -230,6 +274,9 @@ case "gemm":
 case "attention":
     attention(Int(args[2]) ?? 16384, fused: args.count > 3 ? args[3] != "blas" : true,
               keyBlock: args.count > 4 ? Int(args[4]) : nil)
+case "attention-backward":
+    let kernels: [String: AttentionBackward.Kernel] = ["blas": .blas, "avx2": .avx2, "avx512": .avx512]
+    attentionBackward(Int(args[2]) ?? 4096, kernel: args.count > 3 ? kernels[args[3]] ?? .best(headDim: 64) : .best(headDim: 64))
 case "lora-pair":
     // A synthetic fine-tune of BASE (known low-rank update per Linear + noise) for the LoRA benchmark:
     // lora-pair BASE OUT [rank] [noise]
@@ -251,6 +298,6 @@ case "ruler-prep":
     try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
                   samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | attention N [fused|blas] [keyBlock] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | train N [DIR] [--recompute] [--steps S] | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | attention N [fused|blas] [keyBlock] | attention-backward N [blas|avx2|avx512] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | train N [DIR] [--recompute] [--steps S] | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
     exit(2)
 }

@@ -160,3 +160,42 @@ void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t ro
                   const float *xd, float *y);
 void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
                      const int8_t *xq, const float *xd, float *y);
+
+/* ---- Fused attention backward (attention_backward.c) ----
+   The best level of ck_attention_backward_tile this CPU runs for head dimension hd: 0 none (no AVX2+FMA, or hd not
+   a multiple of 8), 1 AVX2+FMA, 2 AVX-512F product kernels (same results to f32 rounding). */
+int ck_attention_backward_level(size_t hd);
+
+/* Floats needed by ck_attention_backward_pack for `blocks` key blocks of `kb` keys. */
+size_t ck_attention_backward_packed_size(size_t blocks, size_t hd, size_t kb);
+
+/* Packs key blocks b0 ..< b1 (block b = keys b*kb ..< min(keys, (b+1)*kb)) of one key/value head for
+   ck_attention_backward_tile: keys in panels of 6 ([d][6]) and in strips of 16 channels ([key][16]), values in
+   panels of 6, zero-padded. k, v: key/value index t at k + t*hd, v + t*hd. Block b lands at
+   packed + (b - b0) * ck_attention_backward_packed_size(1, hd, kb). */
+void ck_attention_backward_pack(const float *k, const float *v, size_t keys, size_t hd, size_t kb, size_t b0,
+                                size_t b1, float *packed);
+
+/* Floats of workspace ck_attention_backward_tile needs for `rows` = queries x group query rows, key blocks of kb. */
+size_t ck_attention_backward_scratch(size_t rows, size_t hd, size_t kb);
+
+/* The gradients of attention (softmax(QK^T·scale + mask)·V) for `queries` consecutive query positions, each with
+   `group` heads sharing one key/value head, against that head's keys/values, FlashAttention-2 style: per key block
+   P = exp(S - lse) is recomputed from the forward's final log-sum-exp, dS = P ⊙ (dO·V^T - rowsum(dO ⊙ O)), and
+   dQ += dS·K·scale, dK += dS^T·Q·scale, dV += P^T·dO, all in register tiles (no score matrix beyond one block).
+   - q, o, dout: query i, head j at q + i*q_stride + j*hd (likewise o, dout): the forward's queries (after RoPE),
+     its output and the output gradient.
+   - lse: the forward's natural log-sum-exp of query i, head j at lse[i*lse_stride + j] (-inf: the row saw no key
+     and gets no gradient).
+   - packed: the head's keys/values from ck_attention_backward_pack, starting at block first_block.
+   - key_lo[i] <= t < key_hi[i]: the key indices query i sees (causal limit, window, document start), all inside
+     the packed blocks.
+   - dq: added to at dq + i*dq_stride + j*hd; dk, dv: key index t's gradient added to at dk + t*hd, dv + t*hd.
+   - scratch: ck_attention_backward_scratch(queries*group, hd, kb) floats.
+   - level: 1 (AVX2+FMA) or 2 (AVX-512F), at most ck_attention_backward_level(hd).
+   Matches torch autograd of that function to f32 rounding (exp2: relative error < 2e-7). */
+void ck_attention_backward_tile(const float *q, size_t q_stride, const float *o, size_t o_stride, const float *dout,
+                                size_t dout_stride, const float *lse, size_t lse_stride, size_t queries, size_t group,
+                                size_t hd, float scale, const float *packed, size_t first_block,
+                                const int32_t *key_lo, const int32_t *key_hi, size_t kb, float *dq, size_t dq_stride,
+                                float *dk, float *dv, float *scratch, int level);

@@ -1,0 +1,29 @@
+/* Small pieces shared by the fused attention forward (attention.c) and backward (attention_backward.c); private to
+   CKernels. */
+#pragma once
+#include <stddef.h>
+#include <immintrin.h>
+
+/* Keys per block rounded up to whole 6-key panels. */
+static inline size_t round6(size_t kb) { return (kb + 5) / 6 * 6; }
+
+/* Row stride of Q^T and S^T: an odd number of 64-byte lines, so that walking down a column touches every L1 set. */
+static inline size_t padded_stride(size_t rp) { return (rp / 16) % 2 ? rp : rp + 16; }
+
+/* 2^t for t <= 0 (Cephes exp2f's polynomial on [-1/2, 1/2], relative error < 2e-7). t is clamped at -125, so
+   t = -inf gives 2^-125 (callers zero masked entries themselves); n is added straight into p's exponent field. */
+__attribute__((target("avx2,fma")))
+static inline __m256 exp2_nonpos(__m256 t) {
+    t = _mm256_max_ps(t, _mm256_set1_ps(-125.0f));
+    __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_sub_ps(t, n);
+    __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+}
