@@ -219,43 +219,62 @@ VNNI static void q8_matvec_vnni(const int8_t *wq, const float *wd, size_t rows, 
     }
 }
 
-/* Two Q4_0 blocks (32 bytes) as 64 u8 nibbles in element order. */
-VNNI static inline __m512i q4_unpack2_vnni(const uint8_t *p) {
-    __m256i v = _mm256_loadu_si256((const __m256i *)p);
-    /* bytes 0..15 block b, 16..31 block b+1 -> 16-byte lanes [lo(b) hi(b) lo(b+1) hi(b+1)]. */
-    __m128i b0 = _mm256_castsi256_si128(v), b1 = _mm256_extracti128_si256(v, 1);
-    __m512i out = _mm512_castsi128_si512(b0);
-    out = _mm512_inserti32x4(out, _mm_srli_epi16(b0, 4), 1);
-    out = _mm512_inserti32x4(out, b1, 2);
-    out = _mm512_inserti32x4(out, _mm_srli_epi16(b1, 4), 3);
-    return _mm512_and_si512(out, _mm512_set1_epi8(15));
+/* Q4 on VNNI. The activations come permuted per pair of blocks (b, b+1) to [x_b 0..15, x_b+1 0..15, x_b 16..31,
+   x_b+1 16..31] (q4_permute_pairs), so the 32 weight bytes of the pair unpack with one broadcast, one shift of the
+   upper half by 4 and a mask; lanes 0-3 and 8-11 of vpdpbusd then hold block b, lanes 4-7 and 12-15 block b+1.
+   The offset term (Q4_1's m, Q4_0's -8·d) is added per block as m·x_d·Σx in f32. A last odd block runs scalar on
+   the unpermuted activations. */
+static void q4_permute_pairs(const int8_t *xq, size_t k, int8_t *xp) {
+    size_t nb = k / 32, b = 0;
+    for (; b + 2 <= nb; b += 2)
+        for (int i = 0; i < 16; i++) {
+            xp[b * 32 + i] = xq[b * 32 + i];
+            xp[b * 32 + 16 + i] = xq[(b + 1) * 32 + i];
+            xp[b * 32 + 32 + i] = xq[b * 32 + 16 + i];
+            xp[b * 32 + 48 + i] = xq[(b + 1) * 32 + 16 + i];
+        }
+    for (size_t i = b * 32; i < k; i++) xp[i] = xq[i];
+}
+
+VNNI static inline __m512i q4_pair_vnni(const uint8_t *p, __m512i shift, __m512i low4) {
+    __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_and_si512(_mm512_srlv_epi64(v, shift), low4);
 }
 
 VNNI static void q4_matvec_vnni(const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
-                                const int8_t *xq, const float *xd, const int32_t *xs, float *y) {
+                                const int8_t *xq, const int8_t *xp, const float *xd, const float *xsum, float *y) {
     size_t nb = k / 32;
-    const __m512i zero = _mm512_setzero_si512();
-    int32_t off = wm ? 0 : 8;
+    const __m512i zero = _mm512_setzero_si512(), low4 = _mm512_set1_epi8(15);
+    const __m512i shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+    const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+    const __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(2));
     for (size_t r = 0; r < rows; r++) {
         const uint8_t *w = wq + r * k / 2;
         const float *d = wd + r * nb;
+        /* xsum[b] = x_d·Σx of block b. */
         float extra = 0;
-        if (wm) for (size_t b = 0; b < nb; b++) extra += wm[r * nb + b] * (xd[b] * (float)xs[b]);
-        __m512 acc = _mm512_setzero_ps();
+        if (wm) { for (size_t b = 0; b < nb; b++) extra += wm[r * nb + b] * xsum[b]; }
+        else { for (size_t b = 0; b < nb; b++) extra += d[b] * xsum[b]; extra *= -8.0f; }
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
         size_t b = 0;
-        for (; b + 2 <= nb; b += 2) {
-            __m512i p = _mm512_dpbusd_epi32(zero, q4_unpack2_vnni(w + b * 16), _mm512_loadu_si512(xq + b * 32));
-            __m512i corr = _mm512_maskz_set1_epi32(0x0001, off * xs[b]);
-            corr = _mm512_mask_set1_epi32(corr, 0x0100, off * xs[b + 1]);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(p, corr)),
-                                  two_scales(d[b] * xd[b], d[b + 1] * xd[b + 1]), acc);
+        for (; b + 4 <= nb; b += 4) {
+            __m512i p0 = _mm512_dpbusd_epi32(zero, q4_pair_vnni(w + b * 16, shift, low4), _mm512_loadu_si512(xp + b * 32));
+            __m512i p1 = _mm512_dpbusd_epi32(zero, q4_pair_vnni(w + b * 16 + 32, shift, low4),
+                                             _mm512_loadu_si512(xp + b * 32 + 64));
+            __m512 s = _mm512_castps128_ps512(_mm_mul_ps(_mm_loadu_ps(d + b), _mm_loadu_ps(xd + b)));
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(idx0, s), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_permutexvar_ps(idx1, s), acc1);
         }
-        float total = _mm512_reduce_add_ps(acc) + extra;
+        for (; b + 2 <= nb; b += 2) {
+            __m512i p0 = _mm512_dpbusd_epi32(zero, q4_pair_vnni(w + b * 16, shift, low4), _mm512_loadu_si512(xp + b * 32));
+            __m512 s = _mm512_castps128_ps512(_mm_setr_ps(d[b] * xd[b], d[b + 1] * xd[b + 1], 0, 0));
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(idx0, s), acc0);
+        }
+        float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + extra;
         for (; b < nb; b++) {
             int32_t s = 0;
             for (int i = 0; i < 16; i++)
-                s += ((int32_t)(w[b * 16 + i] & 15) - off) * xq[b * 32 + i]
-                     + ((int32_t)(w[b * 16 + i] >> 4) - off) * xq[b * 32 + i + 16];
+                s += (int32_t)(w[b * 16 + i] & 15) * xq[b * 32 + i] + (int32_t)(w[b * 16 + i] >> 4) * xq[b * 32 + i + 16];
             total += (float)s * (d[b] * xd[b]);
         }
         y[r] = total;
@@ -288,8 +307,15 @@ void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *
     int32_t *heap = NULL;
     if (k / 32 > 1024) { heap = (int32_t *)malloc(k / 32 * sizeof(int32_t)); xs = heap; }
     block_sums(xq, k, xs);
-    if (path == CK_PATH_AVX512 && ck_cpu_avx512_vnni()) q4_matvec_vnni(wq, wd, wm, rows, k, xq, xd, xs, y);
-    else if (path >= CK_PATH_AVX2) q4_matvec_avx2(wq, wd, wm, rows, k, xq, xd, xs, y);
+    if (path == CK_PATH_AVX512 && ck_cpu_avx512_vnni()) {
+        int8_t local[8192], *xp = k <= sizeof local ? local : (int8_t *)malloc(k);
+        float fsum[256], *xsum = k / 32 <= 256 ? fsum : (float *)malloc(k / 32 * sizeof(float));
+        q4_permute_pairs(xq, k, xp);
+        for (size_t b = 0; b < k / 32; b++) xsum[b] = xd[b] * (float)xs[b];
+        q4_matvec_vnni(wq, wd, wm, rows, k, xq, xp, xd, xsum, y);
+        if (xp != local) free(xp);
+        if (xsum != fsum) free(xsum);
+    } else if (path >= CK_PATH_AVX2) q4_matvec_avx2(wq, wd, wm, rows, k, xq, xd, xs, y);
     else q4_matvec_c(wq, wd, wm, rows, k, xq, xd, xs, y);
     free(heap);
 }

@@ -6,8 +6,8 @@ import TensorCore
 
 /// Q8_0 / Q4_0 / Q4_1 weight quantization and the integer matrix–vector kernels on every path the CPU supports (AVX-512
 /// uses VNNI where present, else AVX2's kernel; paths the CPU lacks show as skipped), against Double references:
-/// - the kernel computes Σ_b d_w·d_x·(integer block dot) (+ m·d_x·Σx for Q4_1) exactly up to f32 rounding:
-///   |y − ref| ≤ 1e-5·Σ(|d·q| + |m|)·|x| (dequantized values; the terms the kernel actually sums);
+/// - the kernel computes Σ_b d_w·d_x·(integer block dot) (+ m·d_x·Σx with m = Q4_1's minimum or Q4_0's −8·d)
+///   exactly up to f32 rounding: |y − ref| ≤ 1e-5·Σ(|d·q| + |m|)·|x| (dequantized values; the terms summed);
 /// - against the unquantized activations, the error is bounded by activation rounding: |y − W_q·x| ≤
 ///   Σ_b (d_x,b / 2)·Σ_{i∈b} |W_q,i| (+ the f32 term above);
 /// - weight rounding: Q8_0 and Q4_1 within d/2 per element, Q4_0 within |d| (d/2 but for the clamped top nibble).
@@ -63,7 +63,9 @@ import TensorCore
                     for i in 0..<k {
                         let wi = Double(deq[r * k + i]), xi = Double(xq[i]) * Double(xd[i / 32])
                         exact += wi * xi
-                        let m = Double(q.mins?[r * (k / 32) + i / 32] ?? 0)
+                        // The block offset the kernels may add in f32: Q4_1's m, Q4_0's −8·d.
+                        let block = r * (k / 32) + i / 32
+                        let m = Double(q.mins?[block] ?? (format == .q4_0 ? -8 * q.scales[block] : 0))
                         magnitude += (abs(wi - m) + abs(m)) * abs(xi)
                         unquantized += wi * Double(x[i])
                         activationBound += Double(xd[i / 32]) / 2 * abs(wi)

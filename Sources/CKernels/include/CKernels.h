@@ -155,7 +155,9 @@ void ck_q8_matvec_on(int path, const int8_t *wq, const float *wd, size_t rows, s
 /* GGUF Q4_1's quantization (per block: m = min, d = (max - min)/15, nibble = min(15, trunc((x - m)/d + 0.5))).
    Re-quantizing weights dequantized from Q4_1 gives back the same nibbles and (to f32 rounding) d and m. */
 void ck_q4_1_quantize(const float *x, size_t n, uint8_t *q, float *d, float *m);
-/* Q4_0 when wm is NULL; Q4_1 (element = nibble * wd + wm) otherwise, the m term as m·x_d·Σ x_q per block in f32. */
+/* Q4_0 when wm is NULL; Q4_1 (element = nibble * wd + wm) otherwise. The offset term (Q4_1's m; Q4_0's -8·wd on
+   the AVX-512 path, where the portable and AVX2 paths subtract 8 inside the integer dot) is added as
+   m·x_d·Σ x_q per block in f32. */
 void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k, const int8_t *xq,
                   const float *xd, float *y);
 void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
