@@ -2,11 +2,41 @@ import Evaluation
 import Foundation
 import Hummingbird
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The request context of the server's router: Hummingbird's basic context plus the request's connection, so a
+/// handler can tell that its client went away.
+public struct ServeContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+
+    /// Whether the client is still there: the connection is open and, on Linux, the client has not closed its side.
+    /// While a response is pending NIO reads nothing more (HTTP pipelining), so a client's close shows only in the
+    /// kernel's TCP state (`CLOSE_WAIT` instead of `ESTABLISHED`). A client that half-closes its socket after
+    /// sending a request is therefore taken as gone, as nginx takes it.
+    @Sendable public func connected() async -> Bool {
+        guard channel.isActive else { return false }
+        #if os(Linux)
+        guard let socket = channel as? any SocketOptionProvider else { return true }
+        guard let info = try? await socket.getTCPInfo().get() else { return false }
+        return info.tcpi_state == 1  // TCP_ESTABLISHED
+        #else
+        return true
+        #endif
+    }
+}
 
 /// An OpenAI-compatible HTTP server over a completion backend (`longctx serve` serves the built-in engine):
 /// `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (both with `stream: true` as
 /// Server-Sent Events ending in `data: [DONE]`), `POST /tokenize` (vLLM's shape) and `GET /health`.
-/// Each HTTP request becomes one `CompletionRequest` to the backend (which serialises what must be serial).
+/// Each HTTP request becomes one `CompletionRequest` to the backend (which serialises what must be serial); it is
+/// cancelled when its client goes away (streamed or not) or its deadline passes.
 public struct OpenAIServer: Sendable {
     /// Bounds on the work one server accepts.
     public struct Limits: Sendable {
@@ -97,10 +127,10 @@ public struct OpenAIServer: Sendable {
     }
 
     /// The router with every endpoint.
-    public func router() -> Router<BasicRequestContext> {
+    public func router() -> Router<ServeContext> {
         let gen = backend
         let admission = admission, limits = limits
-        let router = Router()
+        let router = Router(context: ServeContext.self)
         router.get("/health") { _, _ in Self.json(["status": "ok"]) }
         router.get("/v1/models") { _, _ in
             Self.json(["object": "list", "data": [["id": gen.model, "object": "model", "created": 0, "owned_by": "longctx"]]])
@@ -116,15 +146,16 @@ public struct OpenAIServer: Sendable {
                 return Self.json(["tokens": ids, "count": ids.count])
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
-        router.post("/v1/completions") { req, _ in
+        router.post("/v1/completions") { req, context in
             do {
                 let b = try await Self.body(req)
                 try Self.checkModel(b, gen)
                 guard let prompt = b.prompt else { throw Failure(status: .badRequest, message: "'prompt' (string) is required") }
-                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: false, admission: admission, limits: limits)
+                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: false, admission: admission,
+                                               limits: limits, connected: context.connected)
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
-        router.post("/v1/chat/completions") { req, _ in
+        router.post("/v1/chat/completions") { req, context in
             do {
                 let b = try await Self.body(req)
                 try Self.checkModel(b, gen)
@@ -135,7 +166,8 @@ public struct OpenAIServer: Sendable {
                 do { prompt = try await gen.chatPrompt(turns) } catch {
                     throw Failure(status: .badRequest, message: "chat template: \(error)")
                 }
-                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: true, admission: admission, limits: limits)
+                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: true, admission: admission,
+                                               limits: limits, connected: context.connected)
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
         return router
@@ -162,79 +194,123 @@ public struct OpenAIServer: Sendable {
         }
     }
 
+    /// Calls `cancel` once the client goes away or the deadline passes (checked every `every` seconds). Cancel the
+    /// returned watcher when the work is done.
+    static func watch(connected: @escaping @Sendable () async -> Bool, deadline: Deadline, every: Double = 0.1,
+                      cancel: @escaping @Sendable () -> Void) -> Task<Void, Never> {
+        Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(every * 1e9))
+                if Task.isCancelled { return }
+                let gone = await !connected()
+                if gone || deadline.passed { cancel(); return }
+            }
+        }
+    }
+
+    /// What one request generates, with its ids and names.
+    struct Generation: Sendable {
+        let request: CompletionRequest
+        let chat: Bool
+        let id: String
+        let created: Int
+        let model: String
+        let deadline: Deadline
+        var timeout: Failure {
+            Failure(status: .gatewayTimeout, message: "generation did not finish within the request deadline of \(deadline.seconds) s")
+        }
+    }
+
     /// Admits the request (503 when `limits.maxQueued` are already admitted), checks its length against the
-    /// model's context, and generates — stopping at the deadline (504) or when a streaming client goes away.
+    /// model's context, and generates — stopping at the deadline (504) or when the client goes away.
     static func generate(_ gen: any CompletionBackend, prompt: String, sampling: OpenAIRequest.Sampling, chat: Bool,
-                         admission: Admission, limits: Limits) async throws -> Response {
+                         admission: Admission, limits: Limits,
+                         connected: @escaping @Sendable () async -> Bool = { true }) async throws -> Response {
         guard admission.enter() else {
             throw Failure(status: .serviceUnavailable, message: "server busy: \(admission.limit) requests already queued; retry later")
         }
         var admitted = true
         defer { if admitted { admission.leave() } }
         let deadline = Deadline(seconds: limits.requestSeconds)
-        let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased().prefix(12)
-        let created = Int(Date().timeIntervalSince1970)
-        let model = gen.model
         if let context = gen.contextLength {
             let count = (try? await gen.tokenize(prompt).count) ?? 1
             try checkLength(promptTokens: count, maxTokens: sampling.request.maxTokens, context: context)
         }
-        var filled = sampling.request
-        filled.prompt = prompt
-        let request = filled
-        let timeout = Failure(status: .gatewayTimeout, message: "generation did not finish within the request deadline of \(deadline.seconds) s")
-        if !sampling.stream {
-            let out: CompletionResponse
-            do { out = try await gen.complete(request) { _ in !deadline.passed } } catch {
-                return Self.error(.internalServerError, failure(error))
-            }
-            if deadline.passed { throw timeout }
-            let finish = out.finishReason ?? "stop"
-            let choice: [String: Any] = chat
-                ? ["index": 0, "message": ["role": "assistant", "content": out.text], "finish_reason": finish]
-                : ["index": 0, "text": out.text, "finish_reason": finish, "logprobs": NSNull()]
-            return json(["id": id, "object": chat ? "chat.completion" : "text_completion", "created": created,
-                         "model": model, "choices": [choice], "usage": usage(out)])
+        var request = sampling.request
+        request.prompt = prompt
+        let g = Generation(request: request, chat: chat, id: (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased().prefix(12),
+                           created: Int(Date().timeIntervalSince1970), model: gen.model, deadline: deadline)
+        guard sampling.stream else { return try await complete(gen, g, connected: connected) }
+        admitted = false  // the streaming task leaves when it ends
+        return stream(gen, g, includeUsage: sampling.includeUsage, admission: admission, connected: connected)
+    }
+
+    /// A whole response, generated by a task of its own that is cancelled when the client goes away or the
+    /// deadline passes (504) — or when this handler is cancelled.
+    static func complete(_ gen: any CompletionBackend, _ g: Generation,
+                         connected: @escaping @Sendable () async -> Bool) async throws -> Response {
+        let request = g.request, deadline = g.deadline
+        let work = Task { try await gen.complete(request) { _ in !deadline.passed } }
+        let watcher = watch(connected: connected, deadline: deadline) { work.cancel() }
+        defer { watcher.cancel() }
+        let out: CompletionResponse
+        do { out = try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() } } catch {
+            if deadline.passed { throw g.timeout }
+            return Self.error(.internalServerError, failure(error))
         }
+        if deadline.passed { throw g.timeout }
+        if work.isCancelled { throw Failure(status: HTTPResponse.Status(code: 499), message: "client closed the connection") }
+        let finish = out.finishReason ?? "stop"
+        let choice: [String: Any] = g.chat
+            ? ["index": 0, "message": ["role": "assistant", "content": out.text], "finish_reason": finish]
+            : ["index": 0, "text": out.text, "finish_reason": finish, "logprobs": NSNull()]
+        return json(["id": g.id, "object": g.chat ? "chat.completion" : "text_completion", "created": g.created,
+                     "model": g.model, "choices": [choice], "usage": usage(out)])
+    }
+
+    /// A Server-Sent Events response, generated by a task that leaves `admission` when it ends and is cancelled
+    /// when the client goes away (the response's stream ends, or the connection closes) or the deadline passes.
+    static func stream(_ gen: any CompletionBackend, _ g: Generation, includeUsage: Bool, admission: Admission,
+                       connected: @escaping @Sendable () async -> Bool) -> Response {
         let (stream, cont) = AsyncStream<ByteBuffer>.makeStream()
         @Sendable func event(_ obj: [String: Any]) -> ByteBuffer {
             let d = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
             return ByteBuffer(string: "data: " + String(decoding: d, as: UTF8.self) + "\n\n")
         }
-        let object = chat ? "chat.completion.chunk" : "text_completion"
+        let object = g.chat ? "chat.completion.chunk" : "text_completion"
+        @Sendable func head(_ fields: [String: Any]) -> [String: Any] {
+            fields.merging(["id": g.id, "object": object, "created": g.created, "model": g.model]) { a, _ in a }
+        }
         @Sendable func chunk(_ text: String?, finish: String?) -> [String: Any] {
-            let choice: [String: Any] = chat
+            let choice: [String: Any] = g.chat
                 ? ["index": 0, "delta": text.map { ["content": $0] } ?? [:], "finish_reason": finish ?? NSNull()]
                 : ["index": 0, "text": text ?? "", "finish_reason": finish ?? NSNull(), "logprobs": NSNull()]
-            return ["id": id, "object": object, "created": created, "model": model, "choices": [choice]]
+            return head(["choices": [choice]])
         }
-        let includeUsage = sampling.includeUsage
-        admitted = false  // the streaming task leaves when it ends
+        let request = g.request, deadline = g.deadline
         let task = Task {
             defer { admission.leave() }
-            if chat { cont.yield(event(["id": id, "object": object, "created": created, "model": model,
-                                        "choices": [["index": 0, "delta": ["role": "assistant"], "finish_reason": NSNull()]]])) }
+            if g.chat { cont.yield(event(head(["choices": [["index": 0, "delta": ["role": "assistant"], "finish_reason": NSNull()]]]))) }
             do {
                 let out = try await gen.complete(request) { piece in
                     if !piece.isEmpty { cont.yield(event(chunk(piece, finish: nil))) }
                     return !deadline.passed
                 }
                 if deadline.passed {
-                    cont.yield(event(["error": ["message": timeout.message, "type": "server_error", "code": 504]]))
+                    cont.yield(event(["error": ["message": g.timeout.message, "type": "server_error", "code": 504]]))
                 } else {
                     cont.yield(event(chunk(nil, finish: out.finishReason ?? "stop")))
                 }
-                if includeUsage {
-                    cont.yield(event(["id": id, "object": object, "created": created, "model": model, "choices": [], "usage": usage(out)]))
-                }
+                if includeUsage { cont.yield(event(head(["choices": [], "usage": usage(out)]))) }
             } catch {
-                cont.yield(event(["error": ["message": failure(error), "type": "server_error"]]))
+                cont.yield(event(["error": ["message": deadline.passed ? g.timeout.message : failure(error), "type": "server_error"]]))
             }
             cont.yield(ByteBuffer(string: "data: [DONE]\n\n"))
             cont.finish()
         }
+        let watcher = watch(connected: connected, deadline: deadline) { task.cancel() }
         // The client went away (or the response was dropped): stop generating for it.
-        cont.onTermination = { _ in task.cancel() }
+        cont.onTermination = { _ in task.cancel(); watcher.cancel() }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                         body: .init(asyncSequence: stream))
     }
