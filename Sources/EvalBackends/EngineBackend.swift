@@ -97,6 +97,8 @@ final class EngineScheduler: @unchecked Sendable {
     private var waiting: [Job] = []
     /// Being generated (the scheduler's thread only).
     private var active: [Job] = []
+    /// Submitted and not yet finished (guarded by `condition`).
+    private var unfinished = 0
 
     init(_ lm: LanguageModel, maxActive: Int, prefillChunk: Int?) {
         self.lm = lm
@@ -106,6 +108,9 @@ final class EngineScheduler: @unchecked Sendable {
         thread.name = "longctx-generate"
         thread.start()
     }
+
+    /// Requests submitted and not yet finished (waiting or being generated).
+    var pending: Int { condition.withLock { unfinished } }
 
     /// Generates after `promptIds`; `onText` is called on the scheduler's thread and must not be kept after this
     /// returns. Cancelling the calling task stops the generation at its next step (the result so far is returned).
@@ -117,6 +122,7 @@ final class EngineScheduler: @unchecked Sendable {
                 job.continuation = continuation
                 condition.lock()
                 waiting.append(job)
+                unfinished += 1
                 condition.signal()
                 condition.unlock()
             }
@@ -160,6 +166,7 @@ final class EngineScheduler: @unchecked Sendable {
         job.stepper = nil
         let continuation = job.continuation
         job.continuation = nil
+        condition.withLock { unfinished -= 1 }
         continuation?.resume(with: result)
     }
 }
