@@ -34,7 +34,8 @@ public struct ServeContext: RequestContext {
 
 /// An OpenAI-compatible HTTP server over a completion backend (`longctx serve` serves the built-in engine):
 /// `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (both with `stream: true` as
-/// Server-Sent Events ending in `data: [DONE]`), `POST /tokenize` (vLLM's shape) and `GET /health`.
+/// Server-Sent Events ending in `data: [DONE]`), `POST /tokenize` (vLLM's shape) and `GET /health` (with the
+/// number of generation requests admitted and not finished).
 /// Each HTTP request becomes one `CompletionRequest` to the backend (which serialises what must be serial); it is
 /// cancelled when its client goes away (streamed or not) or its deadline passes.
 public struct OpenAIServer: Sendable {
@@ -44,8 +45,20 @@ public struct OpenAIServer: Sendable {
         public var maxQueued: Int
         /// Seconds a generation request may take from admission (queueing included); then it stops (504).
         public var requestSeconds: Double
-        public init(maxQueued: Int = 64, requestSeconds: Double = 600) {
-            self.maxQueued = maxQueued; self.requestSeconds = requestSeconds
+        /// Longest prompt accepted, in UTF-8 bytes, checked before it is tokenized (400 beyond); nil: ``bytesPerToken``
+        /// per token of the model's context (no limit when the context is unknown).
+        public var maxPromptBytes: Int?
+        /// The default prompt limit's bytes per context token: 8× the ≈4 of English text in Llama-family
+        /// tokenizers, so a prompt this long is too long for the context in practice and is refused without
+        /// spending seconds tokenizing it (a 10 MB prompt takes tens of seconds).
+        public static let bytesPerToken = 32
+        public init(maxQueued: Int = 64, requestSeconds: Double = 600, maxPromptBytes: Int? = nil) {
+            self.maxQueued = maxQueued; self.requestSeconds = requestSeconds; self.maxPromptBytes = maxPromptBytes
+        }
+
+        /// The prompt limit for a model of `context` tokens.
+        func promptBytes(context: Int?) -> Int? {
+            maxPromptBytes ?? context.map { $0.multipliedReportingOverflow(by: Self.bytesPerToken).overflow ? Int.max : $0 * Self.bytesPerToken }
         }
     }
 
@@ -83,6 +96,8 @@ public struct OpenAIServer: Sendable {
             return true
         }
         func leave() { lock.lock(); count -= 1; lock.unlock() }
+        /// Requests admitted and not yet finished.
+        var admitted: Int { lock.withLock { count } }
     }
 
     /// When a request must be finished by; generation stops at the first piece of text after it.
@@ -131,7 +146,7 @@ public struct OpenAIServer: Sendable {
         let gen = backend
         let admission = admission, limits = limits
         let router = Router(context: ServeContext.self)
-        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
+        router.get("/health") { _, _ in Self.json(["status": "ok", "generating": admission.admitted]) }
         router.get("/v1/models") { _, _ in
             Self.json(["object": "list", "data": [["id": gen.model, "object": "model", "created": 0, "owned_by": "longctx"]]])
         }
@@ -232,6 +247,9 @@ public struct OpenAIServer: Sendable {
         var admitted = true
         defer { if admitted { admission.leave() } }
         let deadline = Deadline(seconds: limits.requestSeconds)
+        if let limit = limits.promptBytes(context: gen.contextLength), prompt.utf8.count > limit {
+            throw Failure(status: .badRequest, message: "\(chat ? "'messages'" : "'prompt'") is \(prompt.utf8.count) bytes; this server accepts prompts of at most \(limit) bytes (\(limits.maxPromptBytes == nil ? "\(Limits.bytesPerToken) per token of the model's context" : "--max-prompt-bytes"))")
+        }
         if let context = gen.contextLength {
             let count = (try? await gen.tokenize(prompt).count) ?? 1
             try checkLength(promptTokens: count, maxTokens: sampling.request.maxTokens, context: context)
