@@ -56,6 +56,13 @@ public struct OpenAIServer: Sendable {
             self.maxQueued = maxQueued; self.requestSeconds = requestSeconds; self.maxPromptBytes = maxPromptBytes
         }
 
+        /// The body limit of a generation request for a model of `context` tokens: the prompt limit at 6 bytes per
+        /// byte (the longest JSON escape, `\u0001`) and 1 MiB for the other fields.
+        func bodyBytes(context: Int?) -> Int {
+            guard let p = promptBytes(context: context), p <= (OpenAIRequest.maxBodyBytes - (1 << 20)) / 6 else { return OpenAIRequest.maxBodyBytes }
+            return 6 * p + (1 << 20)
+        }
+
         /// The prompt limit for a model of `context` tokens.
         func promptBytes(context: Int?) -> Int? {
             maxPromptBytes ?? context.map { $0.multipliedReportingOverflow(by: Self.bytesPerToken).overflow ? Int.max : $0 * Self.bytesPerToken }
@@ -120,10 +127,18 @@ public struct OpenAIServer: Sendable {
         json(["error": ["message": message, "type": status.code >= 500 ? "server_error" : "invalid_request_error", "code": Int(status.code)]], status: status)
     }
 
-    static func body(_ request: Request) async throws -> OpenAIRequest.Body {
-        let buf: ByteBuffer
-        do { buf = try await request.body.collect(upTo: OpenAIRequest.maxBodyBytes) } catch {
-            throw Failure(status: .contentTooLarge, message: "request body is larger than \(OpenAIRequest.maxBodyBytes >> 20) MiB")
+    /// The decoded body, read up to `limit` bytes. A longer one (up to ``OpenAIRequest/maxBodyBytes``) is read to
+    /// its end without being kept or parsed — so a client that sends it all before reading gets its answer — and
+    /// refused with 413; past that the connection is dropped.
+    static func body(_ request: Request, limit: Int = OpenAIRequest.maxBodyBytes) async throws -> OpenAIRequest.Body {
+        var buf = ByteBuffer()
+        var total = 0
+        for try await part in request.body {
+            total += part.readableBytes
+            if total <= limit { var p = part; buf.writeBuffer(&p) } else if total > OpenAIRequest.maxBodyBytes { break }
+        }
+        if total > limit {
+            throw Failure(status: .contentTooLarge, message: "request body is \(total > OpenAIRequest.maxBodyBytes ? "over \(OpenAIRequest.maxBodyBytes)" : String(total)) bytes; this server accepts at most \(limit)\(limit < OpenAIRequest.maxBodyBytes ? " for a generation request (6 per byte of its longest prompt, JSON escapes included, + 1 MiB)" : "")")
         }
         do { return try OpenAIRequest.decode(Data(buf.readableBytesView)) } catch let e as OpenAIRequest.Invalid {
             throw Failure(e)
@@ -145,6 +160,7 @@ public struct OpenAIServer: Sendable {
     public func router() -> Router<ServeContext> {
         let gen = backend
         let admission = admission, limits = limits
+        let bodyLimit = limits.bodyBytes(context: gen.contextLength)
         let router = Router(context: ServeContext.self)
         router.get("/health") { _, _ in Self.json(["status": "ok", "generating": admission.admitted]) }
         router.get("/v1/models") { _, _ in
@@ -163,7 +179,7 @@ public struct OpenAIServer: Sendable {
         }
         router.post("/v1/completions") { req, context in
             do {
-                let b = try await Self.body(req)
+                let b = try await Self.body(req, limit: bodyLimit)
                 try Self.checkModel(b, gen)
                 guard let prompt = b.prompt else { throw Failure(status: .badRequest, message: "'prompt' (string) is required") }
                 return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: false, admission: admission,
@@ -172,7 +188,7 @@ public struct OpenAIServer: Sendable {
         }
         router.post("/v1/chat/completions") { req, context in
             do {
-                let b = try await Self.body(req)
+                let b = try await Self.body(req, limit: bodyLimit)
                 try Self.checkModel(b, gen)
                 guard let turns = b.messages, !turns.isEmpty else {
                     throw Failure(status: .badRequest, message: "'messages' must be a non-empty array")

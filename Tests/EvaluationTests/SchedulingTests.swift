@@ -174,17 +174,23 @@ struct SchedulingTests {
     }
 
     /// A prompt longer than the byte limit (32 per context token by default, or `maxPromptBytes`) is refused with 400
-    /// naming the field and the limit, before it is tokenized — a 10 MB prompt is answered in well under a second.
+    /// naming the field and the limit, before it is tokenized; a body too long to hold such a prompt (6 bytes per
+    /// prompt byte + 1 MiB) is read to its end unparsed and refused with 413 — a 10 MB prompt is answered at once.
     @Test func oversizedPromptsAreRefusedBeforeTokenizing() async throws {
         let big = String(repeating: "word ", count: 2 << 20)
         try await withServer(OpenAIServer(backend: LimitedBackend(context: 200)).router()) { url in
             let start = Date()
             let (code, text) = try await post(url + "/v1/completions", #"{"prompt":"\#(big)","max_tokens":4}"#)
-            #expect(code == 400 && text.contains("'prompt' is 10485760 bytes") && text.contains("at most 6400 bytes"), "\(text.prefix(300))")
+            #expect(code == 413 && text.contains("request body is 10485788 bytes; this server accepts at most 1086976"), "\(text.prefix(300))")
             #expect(Date().timeIntervalSince(start) < 10)
             let chat = #"{"messages":[{"role":"user","content":"\#(big)"}]}"#
             let (chatCode, chatText) = try await post(url + "/v1/chat/completions", chat)
-            #expect(chatCode == 400 && chatText.contains("'messages' is"), "\(chatText.prefix(300))")
+            #expect(chatCode == 413, "\(chatText.prefix(300))")
+            // A body within its limit whose prompt is over the prompt limit: refused by the prompt's byte count.
+            let (code1, text1) = try await post(url + "/v1/completions", #"{"prompt":"\#(String(repeating: "y", count: 7000))"}"#)
+            #expect(code1 == 400 && text1.contains("'prompt' is 7000 bytes") && text1.contains("at most 6400 bytes"), "\(text1.prefix(300))")
+            let (code3, text3) = try await post(url + "/v1/chat/completions", #"{"messages":[{"role":"user","content":"\#(String(repeating: "y", count: 7000))"}]}"#)
+            #expect(code3 == 400 && text3.contains("'messages' is"), "\(text3.prefix(300))")
             // Within the byte limit but over the context: the token check still answers.
             let (code2, text2) = try await post(url + "/v1/completions", #"{"prompt":"\#(String(repeating: "x", count: 300))","max_tokens":4}"#)
             #expect(code2 == 400 && text2.contains("maximum context length is 200"), "\(text2.prefix(300))")
