@@ -46,6 +46,15 @@ final class GatedBackend: CompletionBackend, @unchecked Sendable {
     }
 }
 
+/// Expects `slow` to stop producing within 1.5 s of its client leaving, having produced fewer than 200 tokens.
+func expectGenerationStops(_ slow: SlowBackend) async throws {
+    try await Task.sleep(nanoseconds: 1_500_000_000)
+    let settled = slow.count
+    try await Task.sleep(nanoseconds: 1_000_000_000)
+    #expect(slow.count == settled, "generation went on after the client left: \(settled) → \(slow.count)")
+    #expect(settled < 200, "\(settled) tokens generated for a client that left at once")
+}
+
 /// Opens a raw HTTP/1.1 connection to `url` and sends `body` to `path`; returns the socket (close it to disconnect).
 func sendRaw(_ url: String, path: String, body: String) throws -> Int32 {
     let port = Int(url.split(separator: ":").last!)!
@@ -148,11 +157,7 @@ struct SchedulingTests {
             let fd = try sendRaw(url, path: "/v1/completions", body: #"{"prompt":"go","max_tokens":2000}"#)
             while slow.count == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
             close(fd)
-            try await Task.sleep(nanoseconds: 1_500_000_000)
-            let settled = slow.count
-            try await Task.sleep(nanoseconds: 1_000_000_000)
-            #expect(slow.count == settled, "generation went on after the client left: \(settled) → \(slow.count)")
-            #expect(settled < 200, "\(settled) tokens generated for a client that left at once")
+            try await expectGenerationStops(slow)
         }
         let (lm, _) = try Self.fixture.get()
         let gated = GatedBackend(EngineBackend(lm, model: "m", maxActive: 1), holdAt: 5)
