@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "GGUFImport", dependencies: ["Basics", "ModelIO", "TensorCore", "RoPE"]),
         // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
         .target(name: "Evaluation", dependencies: ["Basics"]),
-        // Completion backends: the built-in engine (one request at a time) and an OpenAI-compatible HTTP client
+        // Completion backends: the built-in engine (requests interleaved a step at a time on its own thread) and an OpenAI-compatible HTTP client
         // (retries, timeouts, concurrency limit).
         .target(name: "EvalBackends", dependencies: [
             "Evaluation", "Tokenizers", "Transformer",

@@ -2,11 +2,42 @@ import Evaluation
 import Foundation
 import Hummingbird
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The request context of the server's router: Hummingbird's basic context plus the request's connection, so a
+/// handler can tell that its client went away.
+public struct ServeContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+
+    /// Whether the client is still there: the connection is open and, on Linux, the client has not closed its side.
+    /// While a response is pending NIO reads nothing more (HTTP pipelining), so a client's close shows only in the
+    /// kernel's TCP state (`CLOSE_WAIT` instead of `ESTABLISHED`). A client that half-closes its socket after
+    /// sending a request is therefore taken as gone, as nginx takes it.
+    @Sendable public func connected() async -> Bool {
+        guard channel.isActive else { return false }
+        #if os(Linux)
+        guard let socket = channel as? any SocketOptionProvider else { return true }
+        guard let info = try? await socket.getTCPInfo().get() else { return false }
+        return info.tcpi_state == 1  // TCP_ESTABLISHED
+        #else
+        return true
+        #endif
+    }
+}
 
 /// An OpenAI-compatible HTTP server over a completion backend (`longctx serve` serves the built-in engine):
 /// `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (both with `stream: true` as
-/// Server-Sent Events ending in `data: [DONE]`), `POST /tokenize` (vLLM's shape) and `GET /health`.
-/// Each HTTP request becomes one `CompletionRequest` to the backend (which serialises what must be serial).
+/// Server-Sent Events ending in `data: [DONE]`), `POST /tokenize` (vLLM's shape) and `GET /health` (with the
+/// number of generation requests admitted and not finished).
+/// Each HTTP request becomes one `CompletionRequest` to the backend (which serialises what must be serial); it is
+/// cancelled when its client goes away (streamed or not) or its deadline passes.
 public struct OpenAIServer: Sendable {
     /// Bounds on the work one server accepts.
     public struct Limits: Sendable {
@@ -14,8 +45,27 @@ public struct OpenAIServer: Sendable {
         public var maxQueued: Int
         /// Seconds a generation request may take from admission (queueing included); then it stops (504).
         public var requestSeconds: Double
-        public init(maxQueued: Int = 64, requestSeconds: Double = 600) {
-            self.maxQueued = maxQueued; self.requestSeconds = requestSeconds
+        /// Longest prompt accepted, in UTF-8 bytes, checked before it is tokenized (400 beyond); nil: ``bytesPerToken``
+        /// per token of the model's context (no limit when the context is unknown).
+        public var maxPromptBytes: Int?
+        /// The default prompt limit's bytes per context token: 8× the ≈4 of English text in Llama-family
+        /// tokenizers, so a prompt this long is too long for the context in practice and is refused without
+        /// spending seconds tokenizing it (a 10 MB prompt takes tens of seconds).
+        public static let bytesPerToken = 32
+        public init(maxQueued: Int = 64, requestSeconds: Double = 600, maxPromptBytes: Int? = nil) {
+            self.maxQueued = maxQueued; self.requestSeconds = requestSeconds; self.maxPromptBytes = maxPromptBytes
+        }
+
+        /// The body limit of a generation request for a model of `context` tokens: the prompt limit at 6 bytes per
+        /// byte (the longest JSON escape, `\u0001`) and 1 MiB for the other fields.
+        func bodyBytes(context: Int?) -> Int {
+            guard let p = promptBytes(context: context), p <= (OpenAIRequest.maxBodyBytes - (1 << 20)) / 6 else { return OpenAIRequest.maxBodyBytes }
+            return 6 * p + (1 << 20)
+        }
+
+        /// The prompt limit for a model of `context` tokens.
+        func promptBytes(context: Int?) -> Int? {
+            maxPromptBytes ?? context.map { $0.multipliedReportingOverflow(by: Self.bytesPerToken).overflow ? Int.max : $0 * Self.bytesPerToken }
         }
     }
 
@@ -53,6 +103,8 @@ public struct OpenAIServer: Sendable {
             return true
         }
         func leave() { lock.lock(); count -= 1; lock.unlock() }
+        /// Requests admitted and not yet finished.
+        var admitted: Int { lock.withLock { count } }
     }
 
     /// When a request must be finished by; generation stops at the first piece of text after it.
@@ -75,10 +127,18 @@ public struct OpenAIServer: Sendable {
         json(["error": ["message": message, "type": status.code >= 500 ? "server_error" : "invalid_request_error", "code": Int(status.code)]], status: status)
     }
 
-    static func body(_ request: Request) async throws -> OpenAIRequest.Body {
-        let buf: ByteBuffer
-        do { buf = try await request.body.collect(upTo: OpenAIRequest.maxBodyBytes) } catch {
-            throw Failure(status: .contentTooLarge, message: "request body is larger than \(OpenAIRequest.maxBodyBytes >> 20) MiB")
+    /// The decoded body, read up to `limit` bytes. A longer one (up to ``OpenAIRequest/maxBodyBytes``) is read to
+    /// its end without being kept or parsed — so a client that sends it all before reading gets its answer — and
+    /// refused with 413; past that the connection is dropped.
+    static func body(_ request: Request, limit: Int = OpenAIRequest.maxBodyBytes) async throws -> OpenAIRequest.Body {
+        var buf = ByteBuffer()
+        var total = 0
+        for try await part in request.body {
+            total += part.readableBytes
+            if total <= limit { var p = part; buf.writeBuffer(&p) } else if total > OpenAIRequest.maxBodyBytes { break }
+        }
+        if total > limit {
+            throw Failure(status: .contentTooLarge, message: "request body is \(total > OpenAIRequest.maxBodyBytes ? "over \(OpenAIRequest.maxBodyBytes)" : String(total)) bytes; this server accepts at most \(limit)\(limit < OpenAIRequest.maxBodyBytes ? " for a generation request (6 per byte of its longest prompt, JSON escapes included, + 1 MiB)" : "")")
         }
         do { return try OpenAIRequest.decode(Data(buf.readableBytesView)) } catch let e as OpenAIRequest.Invalid {
             throw Failure(e)
@@ -97,11 +157,12 @@ public struct OpenAIServer: Sendable {
     }
 
     /// The router with every endpoint.
-    public func router() -> Router<BasicRequestContext> {
+    public func router() -> Router<ServeContext> {
         let gen = backend
         let admission = admission, limits = limits
-        let router = Router()
-        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
+        let bodyLimit = limits.bodyBytes(context: gen.contextLength)
+        let router = Router(context: ServeContext.self)
+        router.get("/health") { _, _ in Self.json(["status": "ok", "generating": admission.admitted]) }
         router.get("/v1/models") { _, _ in
             Self.json(["object": "list", "data": [["id": gen.model, "object": "model", "created": 0, "owned_by": "longctx"]]])
         }
@@ -116,17 +177,18 @@ public struct OpenAIServer: Sendable {
                 return Self.json(["tokens": ids, "count": ids.count])
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
-        router.post("/v1/completions") { req, _ in
+        router.post("/v1/completions") { req, context in
             do {
-                let b = try await Self.body(req)
+                let b = try await Self.body(req, limit: bodyLimit)
                 try Self.checkModel(b, gen)
                 guard let prompt = b.prompt else { throw Failure(status: .badRequest, message: "'prompt' (string) is required") }
-                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: false, admission: admission, limits: limits)
+                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: false, admission: admission,
+                                               limits: limits, connected: context.connected)
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
-        router.post("/v1/chat/completions") { req, _ in
+        router.post("/v1/chat/completions") { req, context in
             do {
-                let b = try await Self.body(req)
+                let b = try await Self.body(req, limit: bodyLimit)
                 try Self.checkModel(b, gen)
                 guard let turns = b.messages, !turns.isEmpty else {
                     throw Failure(status: .badRequest, message: "'messages' must be a non-empty array")
@@ -135,7 +197,8 @@ public struct OpenAIServer: Sendable {
                 do { prompt = try await gen.chatPrompt(turns) } catch {
                     throw Failure(status: .badRequest, message: "chat template: \(error)")
                 }
-                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: true, admission: admission, limits: limits)
+                return try await Self.generate(gen, prompt: prompt, sampling: Self.sampling(b), chat: true, admission: admission,
+                                               limits: limits, connected: context.connected)
             } catch let f as Failure { return Self.error(f.status, f.message) }
         }
         return router
@@ -162,79 +225,126 @@ public struct OpenAIServer: Sendable {
         }
     }
 
+    /// Calls `cancel` once the client goes away or the deadline passes (checked every `every` seconds). Cancel the
+    /// returned watcher when the work is done.
+    static func watch(connected: @escaping @Sendable () async -> Bool, deadline: Deadline, every: Double = 0.1,
+                      cancel: @escaping @Sendable () -> Void) -> Task<Void, Never> {
+        Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(every * 1e9))
+                if Task.isCancelled { return }
+                let gone = await !connected()
+                if gone || deadline.passed { cancel(); return }
+            }
+        }
+    }
+
+    /// What one request generates, with its ids and names.
+    struct Generation: Sendable {
+        let request: CompletionRequest
+        let chat: Bool
+        let id: String
+        let created: Int
+        let model: String
+        let deadline: Deadline
+        var timeout: Failure {
+            Failure(status: .gatewayTimeout, message: "generation did not finish within the request deadline of \(deadline.seconds) s")
+        }
+    }
+
     /// Admits the request (503 when `limits.maxQueued` are already admitted), checks its length against the
-    /// model's context, and generates — stopping at the deadline (504) or when a streaming client goes away.
+    /// model's context, and generates — stopping at the deadline (504) or when the client goes away.
     static func generate(_ gen: any CompletionBackend, prompt: String, sampling: OpenAIRequest.Sampling, chat: Bool,
-                         admission: Admission, limits: Limits) async throws -> Response {
+                         admission: Admission, limits: Limits,
+                         connected: @escaping @Sendable () async -> Bool = { true }) async throws -> Response {
         guard admission.enter() else {
             throw Failure(status: .serviceUnavailable, message: "server busy: \(admission.limit) requests already queued; retry later")
         }
         var admitted = true
         defer { if admitted { admission.leave() } }
         let deadline = Deadline(seconds: limits.requestSeconds)
-        let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased().prefix(12)
-        let created = Int(Date().timeIntervalSince1970)
-        let model = gen.model
+        if let limit = limits.promptBytes(context: gen.contextLength), prompt.utf8.count > limit {
+            throw Failure(status: .badRequest, message: "\(chat ? "'messages'" : "'prompt'") is \(prompt.utf8.count) bytes; this server accepts prompts of at most \(limit) bytes (\(limits.maxPromptBytes == nil ? "\(Limits.bytesPerToken) per token of the model's context" : "--max-prompt-bytes"))")
+        }
         if let context = gen.contextLength {
             let count = (try? await gen.tokenize(prompt).count) ?? 1
             try checkLength(promptTokens: count, maxTokens: sampling.request.maxTokens, context: context)
         }
-        var filled = sampling.request
-        filled.prompt = prompt
-        let request = filled
-        let timeout = Failure(status: .gatewayTimeout, message: "generation did not finish within the request deadline of \(deadline.seconds) s")
-        if !sampling.stream {
-            let out: CompletionResponse
-            do { out = try await gen.complete(request) { _ in !deadline.passed } } catch {
-                return Self.error(.internalServerError, failure(error))
-            }
-            if deadline.passed { throw timeout }
-            let finish = out.finishReason ?? "stop"
-            let choice: [String: Any] = chat
-                ? ["index": 0, "message": ["role": "assistant", "content": out.text], "finish_reason": finish]
-                : ["index": 0, "text": out.text, "finish_reason": finish, "logprobs": NSNull()]
-            return json(["id": id, "object": chat ? "chat.completion" : "text_completion", "created": created,
-                         "model": model, "choices": [choice], "usage": usage(out)])
+        var request = sampling.request
+        request.prompt = prompt
+        let g = Generation(request: request, chat: chat, id: (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased().prefix(12),
+                           created: Int(Date().timeIntervalSince1970), model: gen.model, deadline: deadline)
+        guard sampling.stream else { return try await complete(gen, g, connected: connected) }
+        admitted = false  // the streaming task leaves when it ends
+        return stream(gen, g, includeUsage: sampling.includeUsage, admission: admission, connected: connected)
+    }
+
+    /// A whole response, generated by a task of its own that is cancelled when the client goes away or the
+    /// deadline passes (504) — or when this handler is cancelled.
+    static func complete(_ gen: any CompletionBackend, _ g: Generation,
+                         connected: @escaping @Sendable () async -> Bool) async throws -> Response {
+        let request = g.request, deadline = g.deadline
+        let work = Task { try await gen.complete(request) { _ in !deadline.passed } }
+        let watcher = watch(connected: connected, deadline: deadline) { work.cancel() }
+        defer { watcher.cancel() }
+        let out: CompletionResponse
+        do { out = try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() } } catch {
+            if deadline.passed { throw g.timeout }
+            return Self.error(.internalServerError, failure(error))
         }
+        if deadline.passed { throw g.timeout }
+        if work.isCancelled { throw Failure(status: HTTPResponse.Status(code: 499), message: "client closed the connection") }
+        let finish = out.finishReason ?? "stop"
+        let choice: [String: Any] = g.chat
+            ? ["index": 0, "message": ["role": "assistant", "content": out.text], "finish_reason": finish]
+            : ["index": 0, "text": out.text, "finish_reason": finish, "logprobs": NSNull()]
+        return json(["id": g.id, "object": g.chat ? "chat.completion" : "text_completion", "created": g.created,
+                     "model": g.model, "choices": [choice], "usage": usage(out)])
+    }
+
+    /// A Server-Sent Events response, generated by a task that leaves `admission` when it ends and is cancelled
+    /// when the client goes away (the response's stream ends, or the connection closes) or the deadline passes.
+    static func stream(_ gen: any CompletionBackend, _ g: Generation, includeUsage: Bool, admission: Admission,
+                       connected: @escaping @Sendable () async -> Bool) -> Response {
         let (stream, cont) = AsyncStream<ByteBuffer>.makeStream()
         @Sendable func event(_ obj: [String: Any]) -> ByteBuffer {
             let d = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
             return ByteBuffer(string: "data: " + String(decoding: d, as: UTF8.self) + "\n\n")
         }
-        let object = chat ? "chat.completion.chunk" : "text_completion"
+        let object = g.chat ? "chat.completion.chunk" : "text_completion"
+        @Sendable func head(_ fields: [String: Any]) -> [String: Any] {
+            fields.merging(["id": g.id, "object": object, "created": g.created, "model": g.model]) { a, _ in a }
+        }
         @Sendable func chunk(_ text: String?, finish: String?) -> [String: Any] {
-            let choice: [String: Any] = chat
+            let choice: [String: Any] = g.chat
                 ? ["index": 0, "delta": text.map { ["content": $0] } ?? [:], "finish_reason": finish ?? NSNull()]
                 : ["index": 0, "text": text ?? "", "finish_reason": finish ?? NSNull(), "logprobs": NSNull()]
-            return ["id": id, "object": object, "created": created, "model": model, "choices": [choice]]
+            return head(["choices": [choice]])
         }
-        let includeUsage = sampling.includeUsage
-        admitted = false  // the streaming task leaves when it ends
+        let request = g.request, deadline = g.deadline
         let task = Task {
             defer { admission.leave() }
-            if chat { cont.yield(event(["id": id, "object": object, "created": created, "model": model,
-                                        "choices": [["index": 0, "delta": ["role": "assistant"], "finish_reason": NSNull()]]])) }
+            if g.chat { cont.yield(event(head(["choices": [["index": 0, "delta": ["role": "assistant"], "finish_reason": NSNull()]]]))) }
             do {
                 let out = try await gen.complete(request) { piece in
                     if !piece.isEmpty { cont.yield(event(chunk(piece, finish: nil))) }
                     return !deadline.passed
                 }
                 if deadline.passed {
-                    cont.yield(event(["error": ["message": timeout.message, "type": "server_error", "code": 504]]))
+                    cont.yield(event(["error": ["message": g.timeout.message, "type": "server_error", "code": 504]]))
                 } else {
                     cont.yield(event(chunk(nil, finish: out.finishReason ?? "stop")))
                 }
-                if includeUsage {
-                    cont.yield(event(["id": id, "object": object, "created": created, "model": model, "choices": [], "usage": usage(out)]))
-                }
+                if includeUsage { cont.yield(event(head(["choices": [], "usage": usage(out)]))) }
             } catch {
-                cont.yield(event(["error": ["message": failure(error), "type": "server_error"]]))
+                cont.yield(event(["error": ["message": deadline.passed ? g.timeout.message : failure(error), "type": "server_error"]]))
             }
             cont.yield(ByteBuffer(string: "data: [DONE]\n\n"))
             cont.finish()
         }
+        let watcher = watch(connected: connected, deadline: deadline) { task.cancel() }
         // The client went away (or the response was dropped): stop generating for it.
-        cont.onTermination = { _ in task.cancel() }
+        cont.onTermination = { _ in task.cancel(); watcher.cancel() }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                         body: .init(asyncSequence: stream))
     }

@@ -70,39 +70,83 @@ public final class LanguageModel: @unchecked Sendable {
 
     /// Generates after `promptIds`, stopping at the tokenizer's end-of-sequence ids, `parameters.stopTokenIds`,
     /// a stop string, or `maxTokens`. `onText` receives the text as it becomes final (held back while it could
-    /// still be the start of a stop string) and returns `false` to cancel.
+    /// still be the start of a stop string) and returns `false` to cancel. (A ``TextStepper`` run to the end.)
     public func generate(promptIds: [Int], parameters: GenerationParameters,
                          onText: (String) throws -> Bool = { _ in true }) throws -> GenerationResult {
-        let stopIds = Set(tokenizer.eosTokenIds + parameters.stopTokenIds)
-        var decoder = tokenizer.makeStreamingDecoder(skipSpecialTokens: false)
-        var text = ""
-        var emitted = 0  // characters of `text` already passed to onText
-        var stopped = false
-        let holdBack = max(0, (parameters.stopStrings.map(\.count).max() ?? 0) - 1)
-        let tokens = try model.generate(promptIds: promptIds, parameters: parameters, stopTokenIds: stopIds) { id in
-            if stopIds.contains(id) { return true }
-            text += decoder.push(id)
-            for stop in parameters.stopStrings where !stop.isEmpty {
-                if let r = text.range(of: stop) {
-                    text = String(text[..<r.lowerBound])
-                    stopped = true
-                }
-            }
-            let ready = stopped ? text.count : max(emitted, text.count - holdBack)
-            if ready > emitted {
-                let piece = String(text.dropFirst(emitted).prefix(ready - emitted))
-                emitted = ready
-                if try !onText(piece) { return false }
-            }
-            return !stopped
+        let stepper = try TextStepper(self, promptIds: promptIds, parameters: parameters)
+        while !stepper.isFinished { try stepper.step(onText: onText) }
+        return stepper.result
+    }
+}
+
+/// One prompt's text generation advanced a step at a time (a prompt chunk or one token, see ``TokenStepper``),
+/// with stop ids, stop strings and streamed text, so a scheduler can interleave several prompts on one model.
+/// ``LanguageModel/generate(promptIds:parameters:onText:)`` runs one to the end. Not thread-safe; its steps must
+/// not overlap with any other forward call on the same model.
+public final class TextStepper: @unchecked Sendable {
+    public let lm: LanguageModel
+    public private(set) var tokens: TokenStepper
+    let stopIds: Set<Int>
+    let stopStrings: [String]
+    /// Characters held back while they could still be the start of a stop string.
+    let holdBack: Int
+    private var decoder: StreamingDecoder
+    private var text = ""
+    /// Characters of `text` already passed to `onText`.
+    private var emitted = 0
+    private var stopped = false
+
+    /// `prefillChunk`: prompt tokens per step (nil: all in one; see ``TokenStepper/init(model:promptIds:parameters:stopTokenIds:cache:prefillChunk:)``).
+    public init(_ lm: LanguageModel, promptIds: [Int], parameters: GenerationParameters, prefillChunk: Int? = nil) throws {
+        self.lm = lm
+        stopIds = Set(lm.tokenizer.eosTokenIds + parameters.stopTokenIds)
+        stopStrings = parameters.stopStrings.filter { !$0.isEmpty }
+        holdBack = max(0, (stopStrings.map(\.count).max() ?? 0) - 1)
+        decoder = lm.tokenizer.makeStreamingDecoder(skipSpecialTokens: false)
+        tokens = try TokenStepper(model: lm.model, promptIds: promptIds, parameters: parameters, stopTokenIds: stopIds,
+                                  prefillChunk: prefillChunk)
+    }
+
+    public var isFinished: Bool { tokens.isFinished }
+
+    /// One step; `onText` receives text that became final and returns `false` to stop. When this step ends the
+    /// generation, the text still held back is passed on too.
+    public func step(onText: (String) throws -> Bool) throws {
+        try tokens.step(lm.model) { id in try push(id, onText) }
+        if tokens.isFinished && !stopped && emitted < text.count {
+            let rest = String(text.dropFirst(emitted))
+            emitted = text.count
+            _ = try onText(rest)
         }
-        if !stopped && emitted < text.count { _ = try onText(String(text.dropFirst(emitted))) }
-        var ids = tokens.generatedIds
+    }
+
+    private func push(_ id: Int, _ onText: (String) throws -> Bool) throws -> Bool {
+        if stopIds.contains(id) { return true }
+        text += decoder.push(id)
+        for stop in stopStrings {
+            if let r = text.range(of: stop) {
+                text = String(text[..<r.lowerBound])
+                stopped = true
+            }
+        }
+        let ready = stopped ? text.count : max(emitted, text.count - holdBack)
+        if ready > emitted {
+            let piece = String(text.dropFirst(emitted).prefix(ready - emitted))
+            emitted = ready
+            if try !onText(piece) { return false }
+        }
+        return !stopped
+    }
+
+    /// The result so far (complete once ``isFinished``).
+    public var result: GenerationResult {
+        let t = tokens.result
+        var ids = t.generatedIds
         if let last = ids.last, stopIds.contains(last) { ids.removeLast() }
-        return GenerationResult(promptIds: tokens.promptIds, generatedIds: tokens.generatedIds,
-                                text: stopped ? text : tokenizer.decode(ids), finishReason: tokens.finishReason,
-                                prefillSeconds: tokens.prefillSeconds, decodeSeconds: tokens.decodeSeconds,
-                                prefillTokensPerSecond: tokens.prefillTokensPerSecond,
-                                decodeTokensPerSecond: tokens.decodeTokensPerSecond)
+        return GenerationResult(promptIds: t.promptIds, generatedIds: t.generatedIds,
+                                text: stopped ? text : lm.tokenizer.decode(ids), finishReason: t.finishReason,
+                                prefillSeconds: t.prefillSeconds, decodeSeconds: t.decodeSeconds,
+                                prefillTokensPerSecond: t.prefillTokensPerSecond,
+                                decodeTokensPerSecond: t.decodeTokensPerSecond)
     }
 }

@@ -71,6 +71,13 @@ public final class TransformerModel: @unchecked Sendable {
                 capacity: capacity)
     }
 
+    /// Whether a prompt may be run in several forward calls with the same result as one: true unless the rope
+    /// frequencies depend on each call's longest position (dynamic NTK, longrope — transformers'
+    /// `dynamic_rope_update`), where only a single call reproduces transformers.
+    public var chunkedPrefillIsExact: Bool {
+        rope.configuration.ropeType != .dynamic && rope.configuration.ropeType != .longrope
+    }
+
     /// Which logits a forward call returns.
     public enum Logits: Sendable { case none, last, all }
 

@@ -120,32 +120,83 @@ extension TransformerModel {
 
     /// Generates up to `parameters.maxTokens` tokens after `promptIds`. `onToken` sees each new id (the stop
     /// token included) and returns `false` to stop (a stop string matched). Stop tokens end generation and are
-    /// kept in `generatedIds`, as transformers does.
+    /// kept in `generatedIds`, as transformers does. (A ``TokenStepper`` run to the end, the prompt in one call.)
     public func generate(promptIds: [Int], parameters: GenerationParameters, stopTokenIds: Set<Int>,
                          cache: KVCache? = nil, onToken: (Int) throws -> Bool = { _ in true }) throws -> TokenGeneration {
+        var stepper = try TokenStepper(model: self, promptIds: promptIds, parameters: parameters,
+                                       stopTokenIds: stopTokenIds, cache: cache)
+        while !stepper.isFinished { try stepper.step(self, onToken: onToken) }
+        return stepper.result
+    }
+}
+
+/// One sequence's generation, advanced a step at a time — a chunk of the prompt, or one new token — so a scheduler
+/// can interleave several sequences on one model (each has its own ``KVCache``; the model runs one forward call at
+/// a time). Run to the end it computes exactly ``TransformerModel/generate(promptIds:parameters:stopTokenIds:cache:onToken:)``:
+/// `logits = forward(prompt)`, then per step sample an id, report it, stop on a stop id / `false` / the budget,
+/// else `logits = forward([id])`.
+public struct TokenStepper: Sendable {
+    public let promptIds: [Int]
+    public private(set) var generatedIds: [Int] = []
+    /// nil while generating.
+    public private(set) var finishReason: FinishReason?
+    let stopTokenIds: Set<Int>
+    let budget: Int
+    let cache: KVCache
+    /// Prompt tokens per forward call during prefill.
+    let chunk: Int
+    private var prefilled = 0
+    private var logits: [Float] = []
+    private var sampler: Sampler
+    private var prefillTime = Duration.zero, decodeTime = Duration.zero
+
+    /// `prefillChunk`: prompt tokens per step (nil: the whole prompt in one step; give a chunk only where
+    /// ``TransformerModel/chunkedPrefillIsExact``). The cache (prompt + `maxTokens`, capped at the context) is
+    /// allocated here unless given.
+    public init(model: TransformerModel, promptIds: [Int], parameters: GenerationParameters, stopTokenIds: Set<Int>,
+                cache: KVCache? = nil, prefillChunk: Int? = nil) throws {
         guard !promptIds.isEmpty else { throw EngineError("the prompt has no tokens") }
         guard parameters.maxTokens >= 0 else { throw EngineError("max tokens must be >= 0, got \(parameters.maxTokens)") }
-        let budget = generationBudget(parameters.maxTokens)
-        let cache = try cache ?? makeCache(capacity: checkedCacheCapacity(promptIds.count + max(budget, 1)))
-        var sampler = Sampler(parameters)
+        self.promptIds = promptIds
+        self.stopTokenIds = stopTokenIds
+        budget = model.generationBudget(parameters.maxTokens)
+        self.cache = try cache ?? model.makeCache(capacity: model.checkedCacheCapacity(promptIds.count + max(budget, 1)))
+        chunk = max(1, prefillChunk ?? promptIds.count)
+        sampler = Sampler(parameters)
+    }
+
+    public var isFinished: Bool { finishReason != nil }
+    /// Whether the prompt has been run (generation proper has begun).
+    public var isPrefilled: Bool { prefilled == promptIds.count }
+
+    /// One step: the next prompt chunk, or one token (sampled from the last logits, passed to `onToken`, then run
+    /// unless it ends generation). Does nothing once finished.
+    public mutating func step(_ model: TransformerModel, onToken: (Int) throws -> Bool) throws {
+        guard finishReason == nil else { return }
         let clock = ContinuousClock()
         let t0 = clock.now
-        var logits = try forward(promptIds, cache: cache, logits: .last)
-        let prefill = clock.now - t0
-        let t1 = clock.now
-        var generated: [Int] = []
-        var finish = FinishReason.length
-        while generated.count < budget {
-            let id = sampler.next(logits[...])
-            generated.append(id)
-            let keepGoing = try onToken(id)
-            if stopTokenIds.contains(id) || !keepGoing { finish = .stop; break }
-            if generated.count == budget { break }
-            logits = try forward([id], cache: cache, logits: .last)
+        if prefilled < promptIds.count {
+            let n = min(chunk, promptIds.count - prefilled)
+            let last = prefilled + n == promptIds.count
+            logits = try model.forward(Array(promptIds[prefilled..<(prefilled + n)]), cache: cache, logits: last ? .last : .none)
+            prefilled += n
+            prefillTime += clock.now - t0
+            if last && budget == 0 { finishReason = .length }
+            return
         }
-        let decode = clock.now - t1
+        defer { decodeTime += clock.now - t0 }
+        let id = sampler.next(logits[...])
+        generatedIds.append(id)
+        let keepGoing = try onToken(id)
+        if stopTokenIds.contains(id) || !keepGoing { finishReason = .stop; return }
+        if generatedIds.count == budget { finishReason = .length; return }
+        logits = try model.forward([id], cache: cache, logits: .last)
+    }
+
+    /// What was generated so far (finish reason `length` while unfinished).
+    public var result: TokenGeneration {
         func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
-        return TokenGeneration(promptIds: promptIds, generatedIds: generated, finishReason: finish,
-                               prefillSeconds: seconds(prefill), decodeSeconds: seconds(decode))
+        return TokenGeneration(promptIds: promptIds, generatedIds: generatedIds, finishReason: finishReason ?? .length,
+                               prefillSeconds: seconds(prefillTime), decodeSeconds: seconds(decodeTime))
     }
 }

@@ -17,10 +17,16 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("served-model-name"), help: "Model id reported by /v1/models (default: directory name).") var name: String?
     @Option(name: .customLong("max-queue"), help: "Generation requests admitted at once (running + waiting); more get 503.") var maxQueue = 64
     @Option(name: .customLong("request-timeout"), help: "Seconds a generation request may take, queueing included (then 504).") var requestTimeout: Double = 600
+    @Option(name: .customLong("max-prompt-bytes"), help: "Longest prompt accepted, in UTF-8 bytes, checked before tokenizing (default: 32 per token of the model's context).") var maxPromptBytes: Int?
+    @Option(name: .customLong("max-active"), help: "Generations interleaved a step at a time (each holds a KV cache); more wait their turn.") var maxActive = 8
+    @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per scheduling step, so a long prompt does not hold up the others.") var prefillChunk = 128
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535 (0: any free port), got \(port)") }
         guard maxQueue >= 1 else { throw ValidationError("--max-queue must be at least 1, got \(maxQueue)") }
+        if let m = maxPromptBytes, m < 1 { throw ValidationError("--max-prompt-bytes must be at least 1, got \(m)") }
+        guard maxActive >= 1 else { throw ValidationError("--max-active must be at least 1, got \(maxActive)") }
+        guard prefillChunk >= 1 else { throw ValidationError("--prefill-chunk must be at least 1, got \(prefillChunk)") }
         guard requestTimeout.isFinite, requestTimeout > 0 else {
             throw ValidationError("--request-timeout must be a positive number of seconds, got \(requestTimeout)")
         }
@@ -29,8 +35,8 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model), weights: weights)
         let id = name ?? URL(fileURLWithPath: model).lastPathComponent
-        let server = OpenAIServer(backend: EngineBackend(lm, model: id), host: host, port: port,
-                                  limits: .init(maxQueued: maxQueue, requestSeconds: requestTimeout))
+        let server = OpenAIServer(backend: EngineBackend(lm, model: id, maxActive: maxActive, prefillChunk: prefillChunk), host: host, port: port,
+                                  limits: .init(maxQueued: maxQueue, requestSeconds: requestTimeout, maxPromptBytes: maxPromptBytes))
         try await server.run { bound in
             FileHandle.standardError.write(Data("longctx serve: \(id) on http://\(host):\(bound)\n".utf8))
         }

@@ -47,7 +47,8 @@ actor ScriptedBackend: CompletionBackend {
 }
 
 /// Starts a server on 127.0.0.1 with a free port, runs `body`, and always stops the server.
-func withServer<T: Sendable>(_ router: Router<BasicRequestContext>, _ body: @Sendable (String) async throws -> T) async throws -> T {
+func withServer<T: Sendable, C: RequestContext>(_ router: Router<C>, _ body: @Sendable (String) async throws -> T) async throws -> T
+where C.Source == ApplicationRequestContextSource {
     let (ports, cont) = AsyncStream<Int>.makeStream()
     let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                           onServerRunning: { ch in cont.yield(ch.localAddress?.port ?? 0) })
