@@ -85,8 +85,8 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Micro-benchmarks driven by scripts/bench.
         // Ring attention / sharded-step exactness check run under `mpirun` by DistributedTests.
-        .executableTarget(name: "longctx-mpi-check", dependencies: ["Basics", "Distributed", "DistributedMPI", "Training", "Transformer"]),
-        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation", "Training"]),
+        .executableTarget(name: "longctx-mpi-check", dependencies: ["Basics", "Distributed", "DistributedMPI", "ModelIO", "Training", "Transformer"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation", "Training", "Distributed", "DistributedMPI"]),
 
         .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
@@ -102,7 +102,7 @@ let package = Package(
                     dependencies: ["Basics", "Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",
                                    "TestSupport", "longctx"]),
         .testTarget(name: "DistributedTests",
-                    dependencies: ["Basics", "Distributed", "Training", "Transformer", "TestSupport", "longctx-mpi-check"]),
+                    dependencies: ["Basics", "Distributed", "ModelIO", "Training", "Transformer", "TestSupport", "longctx-mpi-check"]),
         .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

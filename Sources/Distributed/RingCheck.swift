@@ -156,3 +156,57 @@ func withStarts<R>(_ starts: [Int32]?, _ body: (UnsafePointer<Int32>?) throws ->
     guard let starts else { return try body(nil) }
     return try starts.withUnsafeBufferPointer { try body($0.baseAddress) }
 }
+
+/// The whole-model check: one sequence's gradients of a tiny model with the sequence sharded over the ring (summed
+/// over the group) against the single-process gradients of the same model on the whole sequence.
+public enum RingModelCheck {
+    /// A seeded sequence of `length` tokens in three packed documents (document starts crossing shard boundaries,
+    /// positions restarting at each document as with `reset positions`, no target at each document's last token).
+    public static func sequence(length: Int, vocabulary: Int, seed: UInt64 = 11) -> TrainingSequence {
+        var rng = SeededRandom(seed: seed)
+        let tokens = (0..<length).map { _ in rng.int(0...(vocabulary - 1)) }
+        let cuts = [0, length / 3 + 1, length - length / 4]
+        var starts: [Int32] = [], positions: [Int] = [], targets: [Int] = []
+        for i in 0..<length {
+            let doc = cuts.lastIndex { $0 <= i }!
+            let end = doc + 1 < cuts.count ? cuts[doc + 1] : length
+            starts.append(Int32(cuts[doc]))
+            positions.append(i - cuts[doc])
+            targets.append(i + 1 < end ? tokens[i + 1] : -1)
+        }
+        return TrainingSequence(tokens: tokens, positions: positions, documentStart: starts, targets: targets)
+    }
+
+    /// Worst relative error over the model's tensors, `max|a − b| / max|b|` per tensor, with that tensor's name.
+    public static func worstError(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                  slices: [ParameterSlice]) -> (name: String, error: Double) {
+        var worst = (name: "", error: 0.0)
+        for s in slices {
+            var diff = 0.0, scale = 0.0
+            for i in s.offset..<(s.offset + s.count) {
+                diff = max(diff, abs(Double(a[i]) - Double(b[i])))
+                scale = max(scale, abs(Double(b[i])))
+            }
+            let e = diff == 0 ? 0 : diff / max(scale, .leastNormalMagnitude)
+            if e > worst.error { worst = (s.name, e) }
+        }
+        return worst
+    }
+
+    /// Runs the check on one worker: `model` is this worker's copy (its gradients are overwritten). Returns the
+    /// worst gradient error and the relative error of the group's summed loss.
+    public static func run(model: TrainableModel, sequence: TrainingSequence, ring: RingAttention) throws
+        -> (gradient: (name: String, error: Double), loss: Double) {
+        let p = model.parameters, scale = 1 / Float(sequence.lossTokens)
+        p.zeroGradients()
+        let reference = try model.accumulateGradients(sequence, lossScale: scale)
+        let expected = Array(UnsafeBufferPointer(start: p.gradients, count: p.count))
+        p.zeroGradients()
+        let mine = try ShardedTraining.accumulateGradients(model, sequence, lossScale: scale, ring: ring)
+        try ShardedTraining.allReduceGradients(model, over: ring.communicator)
+        let total = try ShardedTraining.allReduce(loss: mine.loss, tokens: mine.tokens, over: ring.communicator)
+        let worst = expected.withUnsafeBufferPointer { worstError(p.gradients, $0.baseAddress!, slices: p.parameterSlices) }
+        let lossError = total.tokens == reference.tokens ? abs(total.loss - reference.loss) / abs(reference.loss) : .infinity
+        return (worst, lossError)
+    }
+}
