@@ -77,7 +77,7 @@ let package = Package(
         ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training",
+            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training", "Distributed", "DistributedMPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -102,7 +102,7 @@ let package = Package(
                     dependencies: ["Basics", "Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",
                                    "TestSupport", "longctx"]),
         .testTarget(name: "DistributedTests",
-                    dependencies: ["Basics", "Distributed", "ModelIO", "Training", "Transformer", "TestSupport", "longctx-mpi-check"]),
+                    dependencies: ["Basics", "Distributed", "ModelIO", "Training", "Transformer", "TestSupport", "longctx-mpi-check", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

@@ -1,13 +1,5 @@
 import Foundation
-
-/// How a sequence's tokens are dealt to the workers of a ring.
-public enum SequenceLayoutKind: String, Sendable, CaseIterable, Codable {
-    /// `P` chunks in order: worker `r` holds chunk `r`. Causal work grows with `r` (worker 0 does the least).
-    case contiguous
-    /// `2P` chunks: worker `r` holds chunks `r` and `2P−1−r` (ring-flash-attention's zigzag, PyTorch's head–tail,
-    /// Megatron's DualChunkSwap), which gives every worker the same causal work.
-    case zigzag
-}
+import Training
 
 /// Errors of sequence-parallel work: one sentence naming what is wrong.
 public struct DistributedError: Error, CustomStringConvertible, Sendable, Equatable {

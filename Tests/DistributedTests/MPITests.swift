@@ -2,6 +2,7 @@ import Distributed
 import Foundation
 import TestSupport
 import Testing
+import Training
 
 /// Running `longctx-mpi-check` under `mpirun`.
 enum MPI {
@@ -18,16 +19,18 @@ enum MPI {
     /// mpirun a plain `swift test` reports the MPI tests as skipped.
     static var canRun: Bool { mpirun != nil || required }
 
-    /// Runs `longctx-mpi-check ARGS` on `ranks` processes (oversubscribing the cores), as root if need be.
+    /// Runs `longctx-mpi-check ARGS` on `ranks` processes.
     static func check(ranks: Int, _ arguments: [String]) throws -> TestSupport.ProcessResult {
+        try run(ranks: ranks, TestSupport.builtExecutable("longctx-mpi-check"), arguments)
+    }
+
+    /// Runs `executable ARGS` on `ranks` processes (oversubscribing the cores), as root if need be.
+    static func run(ranks: Int, _ executable: String, _ arguments: [String]) throws -> TestSupport.ProcessResult {
         guard let mpirun else { throw DistributedError("LONGCTX_MPI=1 but mpirun is not on PATH; run scripts/setup (it installs openmpi-bin)") }
         let env = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                   // One thread per rank for BLAS/GCD-heavy work on a small machine; no MCA warnings about the
-                   // network interfaces of containers.
+                   // No MCA warnings about unused network components in containers.
                    "OMPI_MCA_btl_base_warn_component_unused": "0"]
-        return try TestSupport.run(mpirun, ["--oversubscribe", "-np", "\(ranks)",
-                                            TestSupport.builtExecutable("longctx-mpi-check")] + arguments,
-                                   environment: env)
+        return try TestSupport.run(mpirun, ["--oversubscribe", "-np", "\(ranks)", executable] + arguments, environment: env)
     }
 }
 
