@@ -64,12 +64,8 @@ public final class RingAttention: AttentionStrategy {
                         keys: UnsafePointer<Float>, values: UnsafePointer<Float>, documentStart: UnsafePointer<Int32>?,
                         output: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>,
                         workers: Int) throws {
-        try checkCount(count)
-        let q = Queries(shape: shape, query: query, queryStride: queryStride, documentStart: documentStart, causal: true)
-        switch strategy {
-        case .passKV: try ringForward(q, keys: keys, values: values, output: output, logSumExp: logSumExp, workers: workers)
-        case .allGather: try gatheredForward(q, keys: keys, values: values, output: output, logSumExp: logSumExp, workers: workers)
-        }
+        try forward(shape: shape, query: query, queryStride: queryStride, count: count, keys: keys, values: values,
+                    documentStart: documentStart, causal: true, output: output, logSumExp: logSumExp, workers: workers)
     }
 
     /// The same with a choice of causal or full (bidirectional) attention, for tests of the algorithm.

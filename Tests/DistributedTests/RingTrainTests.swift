@@ -116,6 +116,70 @@ import Training
         #expect(!FileManager.default.fileExists(atPath: Self.fixture.root + "/mismatch"))
     }
 
+    /// The PID of rank `rank` among `mpirun`'s children (Open MPI puts `OMPI_COMM_WORLD_RANK` in their environment).
+    static func rankProcess(of mpirun: Int32, rank: Int) -> Int32? {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
+        for pid in pids {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 2, Int32(fields[1]) == mpirun,
+                  let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
+            if env.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=\(rank)" }) {
+                return pid
+            }
+        }
+        return nil
+    }
+
+    /// SIGKILL of rank 1 in the middle of a stage ends the job within seconds (no hang); `--resume` under mpirun then
+    /// finishes with the same final weights as an uninterrupted mpirun run, and the same loss curve.
+    @Test(.enabled(if: MPI.canRun, "mpirun (openmpi-bin) is not installed"))
+    func killedRankResumesToIdenticalWeights() throws {
+        guard let mpirun = MPI.mpirun else { throw DistributedError("mpirun is not on PATH") }
+        let stages = Self.fixture.root + "/long.yaml"
+        try Self.stagesYAML.replacingOccurrences(of: "steps: 5", with: "steps: 14")
+            .replacingOccurrences(of: "save_every: 2", with: "save_every: 4")
+            .write(toFile: stages, atomically: true, encoding: .utf8)
+        let full = Self.fixture.root + "/mpi-full", out = Self.fixture.root + "/mpi-killed"
+        let uninterrupted = try MPI.run(ranks: 2, TestSupport.longctxPath, Self.arguments(out: full, ring: 2, stages: stages))
+        #expect(uninterrupted.status == 0, "\(uninterrupted.stderr)")
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mpirun)
+        process.arguments = ["--oversubscribe", "-np", "2", TestSupport.longctxPath] + Self.arguments(out: out, ring: 2, stages: stages)
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var killedAt: Date?
+        let deadline = Date().addingTimeInterval(300)
+        while process.isRunning && Date() < deadline {
+            if let records = try? TrainingLog.read(path: out + "/train.jsonl"), records.contains(where: { $0.stageStep >= 6 }),
+               let victim = Self.rankProcess(of: process.processIdentifier, rank: 1) {
+                kill(victim, SIGKILL)
+                killedAt = Date()
+                break
+            }
+            usleep(5_000)
+        }
+        let killed = try #require(killedAt, "the run finished before rank 1 could be killed mid-stage")
+        while process.isRunning && Date().timeIntervalSince(killed) < 60 { usleep(50_000) }
+        let took = Date().timeIntervalSince(killed)
+        if process.isRunning { process.terminate() }
+        #expect(took < 20, "mpirun took \(took) s to end after a rank was killed")
+        #expect(process.terminationStatus != 0)
+        #expect(!FileManager.default.fileExists(atPath: out + "/final"))
+
+        let resumed = try MPI.run(ranks: 2, TestSupport.longctxPath, Self.arguments(out: out, ring: 2, stages: stages) + ["--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let a = try Data(contentsOf: URL(fileURLWithPath: full + "/final/model.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: out + "/final/model.safetensors"))
+        #expect(a == b, "final weights differ after SIGKILL of a rank + --resume")
+        #expect(try TrainingLog.read(path: full + "/train.jsonl").map(\.loss) == TrainingLog.read(path: out + "/train.jsonl").map(\.loss))
+    }
+
     /// A stage's `ring` that differs from the run's is refused before anything is written.
     @Test func stageRingMustMatchTheRun() throws {
         let stages = Self.fixture.root + "/ring4.yaml"
