@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
         .library(name: "GGUFImport", targets: ["GGUFImport"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
+        .library(name: "DistributedMPI", targets: ["DistributedMPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,6 +30,8 @@ let package = Package(
                        pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd",
                        pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenMPI", path: "Sources/COpenMPI",
+                       pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         // Portable SIMD kernels (runtime CPU dispatch, no unsafe flags).
         .target(name: "CKernels", cSettings: [.define("NDEBUG")]),
 
@@ -51,6 +55,11 @@ let package = Package(
             "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "LoRA", "Evaluation", "CKernels",
             .product(name: "Yams", package: "Yams"),
         ]),
+        // Sequence parallelism: sequence layouts (contiguous, zigzag), the Communicator interface with an in-process
+        // transport (threads), ring attention forward/backward (pass-KV and all-gather), and sharded training steps.
+        .target(name: "Distributed", dependencies: ["Basics", "TensorCore", "Transformer", "Training"]),
+        // The MPI transport of Distributed (Open MPI through pkg-config `ompi-c`).
+        .target(name: "DistributedMPI", dependencies: ["Distributed", "COpenMPI"]),
         // GGUF → Hugging Face directory import (weights, config, tokenizer) and the model cache.
         .target(name: "GGUFImport", dependencies: ["Basics", "ModelIO", "TensorCore", "RoPE"]),
         // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
@@ -68,14 +77,16 @@ let package = Package(
         ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training",
+            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training", "Distributed", "DistributedMPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Helpers shared by the test targets: temporary directories, running `longctx` and Python.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Micro-benchmarks driven by scripts/bench.
-        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation", "Training"]),
+        // Ring attention / sharded-step exactness check run under `mpirun` by DistributedTests.
+        .executableTarget(name: "longctx-mpi-check", dependencies: ["Basics", "Distributed", "DistributedMPI", "ModelIO", "Training", "Transformer"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation", "Training", "Distributed", "DistributedMPI"]),
 
         .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
@@ -90,6 +101,8 @@ let package = Package(
         .testTarget(name: "TrainingTests",
                     dependencies: ["Basics", "Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",
                                    "TestSupport", "longctx"]),
+        .testTarget(name: "DistributedTests",
+                    dependencies: ["Basics", "Distributed", "ModelIO", "Training", "Transformer", "TestSupport", "longctx-mpi-check", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

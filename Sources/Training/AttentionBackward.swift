@@ -114,9 +114,12 @@ public enum AttentionBackward {
                 t += nWorkers
             }
         }
+        // Only key indices 0..<kv.count of each head are summed: the caller's buffers may be a window of a larger one.
         for (k, v) in extra {
-            for i in 0..<kvFloats { dk[i] += k[i] }
-            for i in 0..<kvFloats { dv[i] += v[i] }
+            for h in 0..<shape.kvHeads {
+                let base = h * kv.stride * shape.headDim
+                for i in base..<(base + kv.count * shape.headDim) { dk[i] += k[i]; dv[i] += v[i] }
+            }
         }
     }
 

@@ -18,6 +18,8 @@ final class Pass {
     let documentStart: [Int32]?
     let targets: [Int]
     let workers: Int
+    /// Computes each layer's attention (the whole sequence here, or a ring of workers).
+    let attention: AttentionStrategy
     // Scratch, reused by every layer (the backward's gradient buffers are allocated on first use).
     let h: Floats, act: Floats, keys: Floats, values: Floats
     lazy var dAct = Floats(n * c.intermediateSize)
@@ -28,8 +30,9 @@ final class Pass {
     lazy var dKeys = Floats(c.kvHeads * n * c.headDim)
     lazy var dValues = Floats(c.kvHeads * n * c.headDim)
 
-    init(model: TrainableModel, sequence s: TrainingSequence) {
+    init(model: TrainableModel, sequence s: TrainingSequence, attention: AttentionStrategy) {
         self.model = model
+        self.attention = attention
         p = model.parameters
         c = model.configuration
         n = s.count
@@ -48,7 +51,7 @@ final class Pass {
     // MARK: Forward
 
     /// Fills `tape`'s activations from its input; writes the layer output to `output` when given.
-    func forwardLayer(_ l: Int, tape: LayerTape, output: UnsafeMutablePointer<Float>?) {
+    func forwardLayer(_ l: Int, tape: LayerTape, output: UnsafeMutablePointer<Float>?) throws {
         let d = c.hiddenSize, qw = c.queryWidth, kvw = c.kvWidth, inter = c.intermediateSize, f = fused
         let x = tape.input.pointer
         rmsNorm(x, weight: p.value("\(l).input_norm")!, r: tape.r1.pointer, out: h.pointer)
@@ -57,11 +60,10 @@ final class Pass {
         LayerOps.rotate(tape.qkv.pointer, rows: n, stride: f, heads: c.heads, headDim: c.headDim, table: table)
         LayerOps.rotate(tape.qkv.pointer + qw, rows: n, stride: f, heads: c.kvHeads, headDim: c.headDim, table: table)
         gatherKeysValues(tape.qkv.pointer)
-        withDocumentStart { starts in
-            BlockwiseAttention.attend(shape: model.shape, query: tape.qkv.pointer, queryStride: f, count: n,
-                                      firstPosition: 0, kv: keyValueView, documentStart: starts,
-                                      output: tape.attn.pointer, outputStride: qw, logSumExp: tape.lse.pointer,
-                                      workers: workers)
+        try withDocumentStart { starts in
+            try attention.forward(shape: model.shape, query: tape.qkv.pointer, queryStride: f, count: n,
+                                  keys: keys.pointer, values: values.pointer, documentStart: starts,
+                                  output: tape.attn.pointer, logSumExp: tape.lse.pointer, workers: workers)
         }
         tape.x2.pointer.update(from: x, count: n * d)
         LayerOps.linear(tape.attn.pointer, rows: n, lda: qw, weight: p.value("\(l).o")!, outFeatures: d,
@@ -125,13 +127,9 @@ final class Pass {
         }
     }
 
-    var keyValueView: KeyValueView {
-        KeyValueView(keys: keys.pointer, values: values.pointer, stride: n, count: n)
-    }
-
-    func withDocumentStart<R>(_ body: (UnsafePointer<Int32>?) -> R) -> R {
-        guard let documentStart else { return body(nil) }
-        return documentStart.withUnsafeBufferPointer { body($0.baseAddress) }
+    func withDocumentStart<R>(_ body: (UnsafePointer<Int32>?) throws -> R) rethrows -> R {
+        guard let documentStart else { return try body(nil) }
+        return try documentStart.withUnsafeBufferPointer { try body($0.baseAddress) }
     }
 
     // MARK: Loss head
@@ -204,7 +202,7 @@ final class Pass {
 
     /// Given `gradient = ∂L/∂y` for the layer's output, replaces it with `∂L/∂x` for its input and adds the layer's
     /// weight gradients.
-    func backwardLayer(_ l: Int, tape: LayerTape, gradient dy: UnsafeMutablePointer<Float>) {
+    func backwardLayer(_ l: Int, tape: LayerTape, gradient dy: UnsafeMutablePointer<Float>) throws {
         let d = c.hiddenSize, qw = c.queryWidth, inter = c.intermediateSize, f = fused
         let hd = c.headDim, w = workers
         // MLP: y = x₂ + act·W_downᵀ.
@@ -228,13 +226,12 @@ final class Pass {
         gatherKeysValues(tape.qkv.pointer)
         // The attention backward adds to its gradients.
         dqkv.zero(); dKeys.zero(); dValues.zero()
-        withDocumentStart { starts in
-            AttentionBackward.accumulate(shape: model.shape, query: tape.qkv.pointer, queryStride: f, count: n,
-                                         firstPosition: 0, kv: keyValueView, documentStart: starts,
-                                         output: tape.attn.pointer, outputStride: qw, outputGradient: dAttn.pointer,
-                                         outputGradientStride: qw, logSumExp: tape.lse.pointer,
-                                         queryGradient: dqkv.pointer, queryGradientStride: f,
-                                         keyGradient: dKeys.pointer, valueGradient: dValues.pointer, workers: w)
+        try withDocumentStart { starts in
+            try attention.backward(shape: model.shape, query: tape.qkv.pointer, queryStride: f, count: n,
+                                   keys: keys.pointer, values: values.pointer, documentStart: starts,
+                                   output: tape.attn.pointer, outputGradient: dAttn.pointer,
+                                   logSumExp: tape.lse.pointer, queryGradient: dqkv.pointer, queryGradientStride: f,
+                                   keyGradient: dKeys.pointer, valueGradient: dValues.pointer, workers: w)
         }
         scatterKeyValueGradients(into: dqkv.pointer)
         // RoPE's transpose on dq and dk.

@@ -55,6 +55,10 @@ public struct StageSpec: Sendable, Equatable {
     /// ``sequencesPerStep`` sequences.
     public var tokensPerStep: Int
     public var check: StageCheck?
+    /// Workers each sequence is sharded over (ring attention); `nil`: the run's (`--ring N`, or `mpirun -np N`).
+    public var ring: Int? = nil
+    /// How a sequence is dealt to the ring's workers (default zigzag, which balances causal work).
+    public var layout: SequenceLayoutKind = .zigzag
 
     public var sequencesPerStep: Int { tokensPerStep / seqLen }
     public var totalTokens: Int { steps * tokensPerStep }
@@ -84,6 +88,8 @@ public struct StageSpec: Sendable, Equatable {
 ///     min_lr_ratio: 0.1                 # default 0
 ///     tokens_per_step: 1M               # default seq_len
 ///     check: {task: passkey, lengths: [16K], samples: 5, min_accuracy: 1.0, max_loss_increase: 0.02}
+///     ring: 2                           # workers per sequence (ring attention); default: the run's --ring / mpirun -np
+///     layout: zigzag                    # zigzag | contiguous (default zigzag)
 /// ```
 /// Every error names the file, the line, the stage and the key.
 public struct TrainingStages: Sendable, Equatable {

@@ -138,7 +138,7 @@ struct StagesYAML {
     }
 
     static let stageKeys = ["name", "seq_len", "rope", "plan", "steps", "tokens", "lr", "schedule", "warmup_steps",
-                            "min_lr_ratio", "tokens_per_step", "check"]
+                            "min_lr_ratio", "tokens_per_step", "check", "ring", "layout"]
 
     func stage(_ node: Node, index: Int) throws -> StageSpec {
         let given = node.mapping?["name"]?.scalar?.string
@@ -161,7 +161,7 @@ struct StagesYAML {
         guard warmup <= steps else {
             throw error(map["warmup_steps"]!, label + ".warmup_steps", "\(warmup) exceeds the stage's \(steps) steps")
         }
-        return StageSpec(
+        var spec = StageSpec(
             name: name, index: index, seqLen: seqLen, rope: try rope(map, node: node, label: label),
             steps: steps, tokenBudget: budget,
             lr: try number(required("lr"), label + ".lr", min: 0, exclusive: true),
@@ -170,6 +170,9 @@ struct StagesYAML {
             minLRRatio: try map["min_lr_ratio"].map { try number($0, label + ".min_lr_ratio", min: 0, max: 1) } ?? 0,
             tokensPerStep: tokensPerStep,
             check: try map["check"].map { try check($0, label: label + ".check", seqLen: seqLen) })
+        spec.ring = try map["ring"].map { try integer($0, label + ".ring", min: 1) }
+        if let v = map["layout"] { spec.layout = try choice(v, label + ".layout", SequenceLayoutKind.self) }
+        return spec
     }
 
     func stepsAndBudget(_ map: [String: Node], node: Node, label: String, tokensPerStep: Int) throws -> (Int, Int?) {

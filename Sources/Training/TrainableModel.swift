@@ -98,15 +98,25 @@ public final class TrainableModel: @unchecked Sendable {
     /// Returns the summed cross-entropy (natural log) over the positions with a target and their number.
     @discardableResult
     public func accumulateGradients(_ sequence: TrainingSequence, lossScale: Float) throws -> (loss: Double, tokens: Int) {
-        try run(sequence, lossScale: lossScale, backward: true)
+        try run(sequence, lossScale: lossScale, backward: true, attention: LocalAttention(), maxPositionId: nil)
+    }
+
+    /// The same for one worker's share of a sequence whose attention `attention` computes (a ring of workers):
+    /// `sequence` holds this worker's tokens, their RoPE positions, targets and document starts (sequence indices,
+    /// checked against ``AttentionStrategy/sequenceIndices(count:)``); `maxPositionId` is the largest RoPE position
+    /// of the whole sequence (dynamic RoPE scaling depends on it). Loss and gradients cover this worker's tokens.
+    @discardableResult
+    public func accumulateGradients(_ sequence: TrainingSequence, lossScale: Float, attention: AttentionStrategy,
+                                    maxPositionId: Int) throws -> (loss: Double, tokens: Int) {
+        try run(sequence, lossScale: lossScale, backward: true, attention: attention, maxPositionId: maxPositionId)
     }
 
     /// The summed cross-entropy and its token count, forward only (held-out loss).
     public func loss(_ sequence: TrainingSequence) throws -> (loss: Double, tokens: Int) {
-        try run(sequence, lossScale: 0, backward: false)
+        try run(sequence, lossScale: 0, backward: false, attention: LocalAttention(), maxPositionId: nil)
     }
 
-    private func validate(_ s: TrainingSequence) throws {
+    private func validate(_ s: TrainingSequence, indices: [Int]) throws {
         let v = configuration.vocabSize
         guard s.positions.count == s.count, s.targets.count == s.count,
               s.documentStart.map({ $0.count == s.count }) ?? true else {
@@ -119,21 +129,23 @@ public final class TrainableModel: @unchecked Sendable {
             throw EngineError("target id \(bad) is outside the vocabulary (0..<\(v), or −1 for none)")
         }
         if let starts = s.documentStart {
-            for (i, st) in starts.enumerated() where st < 0 || Int(st) > i || (i > 0 && st < starts[i - 1]) {
-                throw EngineError("document start \(st) at position \(i) is not a non-decreasing index ≤ \(i)")
+            for (i, st) in starts.enumerated()
+            where st < 0 || Int(st) > indices[i] || (i > 0 && indices[i - 1] < indices[i] && st < starts[i - 1]) {
+                throw EngineError("document start \(st) at position \(indices[i]) is not a non-decreasing index ≤ \(indices[i])")
             }
         }
     }
 
-    private func run(_ s: TrainingSequence, lossScale: Float, backward: Bool) throws -> (loss: Double, tokens: Int) {
-        try validate(s)
+    private func run(_ s: TrainingSequence, lossScale: Float, backward: Bool, attention: AttentionStrategy,
+                     maxPositionId: Int?) throws -> (loss: Double, tokens: Int) {
+        try validate(s, indices: attention.sequenceIndices(count: s.count))
         let n = s.count, c = configuration, d = c.hiddenSize
         guard n > 0 else { return (0, 0) }
         let savedThreads = BLAS.threads
         if savedThreads != 1 { BLAS.threads = 1 }
         defer { if savedThreads != 1 { BLAS.threads = savedThreads } }
-        try rope.update(maxPositionId: s.positions.max()!)
-        let pass = Pass(model: self, sequence: s)
+        try rope.update(maxPositionId: maxPositionId ?? s.positions.max()!)
+        let pass = Pass(model: self, sequence: s, attention: attention)
         // Embedding.
         let x0 = Floats(n * d)
         let embed = parameters.value("embed")!
@@ -147,7 +159,7 @@ public final class TrainableModel: @unchecked Sendable {
             let tape = LayerTape(n: n, configuration: c, input: input, full: shared == nil)
             if let shared { tape.borrowActivations(from: shared) }
             let out = Floats(n * d)
-            pass.forwardLayer(l, tape: tape, output: out.pointer)
+            try pass.forwardLayer(l, tape: tape, output: out.pointer)
             if shared != nil { tape.releaseActivations() }
             tapes.append(backward ? tape : LayerTape(n: 0, configuration: c, input: Floats(1), full: false))
             input = out
@@ -160,9 +172,9 @@ public final class TrainableModel: @unchecked Sendable {
             let tape = tapes[l]
             if let shared {
                 tape.borrowActivations(from: shared)
-                pass.forwardLayer(l, tape: tape, output: nil)
+                try pass.forwardLayer(l, tape: tape, output: nil)
             }
-            pass.backwardLayer(l, tape: tape, gradient: dx.pointer)
+            try pass.backwardLayer(l, tape: tape, gradient: dx.pointer)
             tapes[l] = LayerTape(n: 0, configuration: c, input: Floats(1), full: false)
         }
         // Embedding gradient, rows in token order (deterministic).

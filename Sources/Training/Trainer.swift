@@ -74,6 +74,8 @@ struct RunState: Codable, Equatable {
     var checks: [StageCheckResult?] = []
     /// The base model's held-out short-context loss, measured once at the start.
     var baseShortLoss: Double?
+    /// Workers each sequence was sharded over (`nil`: one); a resumed run must use the same.
+    var ring: Int?
 }
 
 /// Progressive continued pretraining: for each stage of a stages file, packed sequences of the stage's length with
@@ -108,13 +110,20 @@ public final class Trainer {
     var state: RunState
     let weightDType: DType
     let baseConfig: JSONObject
+    /// The workers sharing each step (sequence parallelism); `nil`: this process trains alone.
+    public let group: TrainingGroup?
+    /// Whether this worker writes the outputs (rank 0 of a group).
+    var writes: Bool { (group?.rank ?? 0) == 0 }
 
     /// Reads and checks every input (model, tokenizer, stages, data, LoRA options, a state to resume from) before
-    /// anything is written, so bad input leaves `out` untouched.
-    public init(_ request: TrainRequest) throws {
+    /// anything is written, so bad input leaves `out` untouched. With `group`, every worker of the group runs its own
+    /// trainer on the same request: each sequence is sharded over the group, gradients are summed, and rank 0 writes.
+    public init(_ request: TrainRequest, group: TrainingGroup? = nil) throws {
         self.request = request
+        self.group = group
         directory = try ModelDirectory(path: request.model)
         stages = try TrainingStages.load(path: request.stagesPath)
+        try Self.checkRing(stages, path: request.stagesPath, workers: group?.size ?? 1)
         ropes = try stages.resolveRopes(modelDirectory: directory.path)
         guard !request.data.isEmpty else { throw TrainingInputError("--data", "no training data given") }
         mixture = try DataMixture.load(request.data, modelDirectory: directory.path, sampling: stages.sampling)
@@ -146,9 +155,23 @@ public final class Trainer {
         state = RunState(modelIdentity: identity, stagesHash: stagesHash, dataFingerprint: mixture.fingerprint,
                          workers: request.workers, stageIndex: 0, stageStep: 0, step: 0, tokensSeen: 0,
                          optimizerStep: 0, cursor: mixture.makeCursor(seed: stages.seed), elapsedSeconds: 0,
-                         lora: request.lora)
+                         lora: request.lora, ring: group.map(\.size))
         if request.resume { try restore() } else { try checkFreshOutput() }
         lora?.prepare(store)
+    }
+
+    /// Every stage's `ring` must be the run's number of workers (data parallelism over more workers than a ring is
+    /// not implemented), and stage checks run in one process.
+    static func checkRing(_ stages: TrainingStages, path: String, workers: Int) throws {
+        for stage in stages.stages {
+            if let ring = stage.ring, ring != workers {
+                let how = workers == 1 ? "run with --ring \(ring) or under mpirun -np \(ring)" : "the run has \(workers) workers (--ring / mpirun -np); data parallelism over the rest is not implemented"
+                throw TrainingInputError(path, "stage '\(stage.name)': ring \(ring): \(how)")
+            }
+            if workers > 1, stage.check != nil {
+                throw TrainingInputError(path, "stage '\(stage.name)' has a check, which is not supported with a ring of workers yet; run the check with `longctx eval` on the stage's model")
+            }
+        }
     }
 
     /// Held-out sequences for `max_loss_increase`: 4 packed sequences of the first stage's length from `--held-out`
@@ -222,6 +245,9 @@ public final class Trainer {
         guard saved.workers == state.workers else {
             throw TrainingInputError(statePath, "--resume: the run used \(saved.workers) workers; resume with --workers \(saved.workers) for identical results")
         }
+        guard (saved.ring ?? 1) == (state.ring ?? 1) else {
+            throw TrainingInputError(statePath, "--resume: the run sharded sequences over \(saved.ring ?? 1) workers; resume with the same --ring / mpirun -np")
+        }
         guard saved.lora == state.lora else {
             let was = saved.lora.map { "LoRA rank \($0.rank), alpha \($0.alpha), targets \($0.targets.map(\.rawValue).joined(separator: ","))" } ?? "full fine-tuning"
             throw TrainingInputError(statePath, "--resume: the run used \(was); resume with the same --lora options")
@@ -237,6 +263,7 @@ public final class Trainer {
 
     func saveState() throws {
         state.optimizerStep = optimizer.step
+        guard writes else { return }
         let n = trainable.count
         try optimizer.m.withUnsafeBufferPointer { m in
             try optimizer.v.withUnsafeBufferPointer { v in
@@ -260,8 +287,10 @@ public final class Trainer {
         if check == nil, let checked = stages.stages.first(where: { $0.check != nil }) {
             throw TrainingInputError(request.stagesPath, "stage '\(checked.name)' has a check but no checker was given")
         }
-        try FileOps.makeDirectory(request.out)
-        let log = try TrainingLog(directory: request.out, resumeAfterStep: request.resume ? state.step : nil)
+        // Every worker has checked the output directory before rank 0 creates anything in it.
+        try group?.barrier()
+        if writes { try FileOps.makeDirectory(request.out) }
+        let log = writes ? try TrainingLog(directory: request.out, resumeAfterStep: request.resume ? state.step : nil) : nil
         if state.baseShortLoss == nil && !heldOut.isEmpty { state.baseShortLoss = try heldOutLoss() }
         let clock = Date()
         let elapsedBefore = state.elapsedSeconds
@@ -274,14 +303,16 @@ public final class Trainer {
                 let started = Date()
                 let (loss, tokens) = try step(stage)
                 let seconds = Date().timeIntervalSince(started)
+                let times = group?.takeTimes()
                 let record = TrainingLogRecord(
                     step: state.step, stage: stage.name, stageIndex: state.stageIndex, stageStep: state.stageStep,
                     seqLen: stage.seqLen, loss: loss, lr: lr.learningRate(at: state.stageStep - 1),
                     gradNorm: Double(lastGradNorm), tokens: state.tokensSeen,
                     tokensPerSecond: Double(tokens) / max(1e-9, seconds),
-                    seconds: seconds, elapsed: elapsedBefore + Date().timeIntervalSince(clock))
-                try log.append(record)
-                progress?.update(record, stageSteps: stage.steps, remainingSteps: totalSteps - state.step)
+                    seconds: seconds, elapsed: elapsedBefore + Date().timeIntervalSince(clock),
+                    communicationSeconds: times?.communication, computeSeconds: times.map { seconds - $0.communication })
+                try log?.append(record)
+                if writes { progress?.update(record, stageSteps: stage.steps, remainingSteps: totalSteps - state.step) }
                 state.elapsedSeconds = record.elapsed
                 if stages.saveEvery > 0 && state.stageStep % stages.saveEvery == 0 && state.stageStep < stage.steps {
                     try saveState()
@@ -289,6 +320,7 @@ public final class Trainer {
             }
             try finishStage(stage, check: check)
         }
+        guard let log else { return [] }
         let last = stageDirectory(stages.stages.count - 1)
         try writeModel(to: (request.out as NSString).appendingPathComponent("final"), rope: ropes[stages.stages.count - 1],
                        copyOf: last)
@@ -302,7 +334,7 @@ public final class Trainer {
     func finishStage(_ stage: StageSpec, check: StageRetrievalCheck?) throws {
         let index = state.stageIndex
         let directory = stageDirectory(index)
-        try writeModel(to: directory, rope: ropes[index])
+        if writes { try writeModel(to: directory, rope: ropes[index]) }
         var result: StageCheckResult?
         if let spec = stage.check, let check {
             let lengths = try check(spec, directory)
@@ -364,8 +396,14 @@ public final class Trainer {
         store.zeroGradients()
         var total = 0.0
         for s in sequences {
-            total += try model.accumulateGradients(s, lossScale: 1 / Float(max(1, lossTokens))).loss
+            if let group {
+                total += try group.accumulateGradients(model: model, sequence: s, lossScale: 1 / Float(max(1, lossTokens)),
+                                                       layout: stage.layout).loss
+            } else {
+                total += try model.accumulateGradients(s, lossScale: 1 / Float(max(1, lossTokens))).loss
+            }
         }
+        if let group { total = try group.finishStep(model: model, loss: total) }
         lora?.collectGradients(store)
         let grads = UnsafeMutableBufferPointer(start: trainable.gradients, count: trainable.count)
         if stages.gradClip > 0 {

@@ -24,9 +24,16 @@ public struct TrainingLogRecord: Sendable, Equatable, Codable {
     /// Wall time of this step, and since the start of the run (resumed runs continue the count).
     public var seconds: Double
     public var elapsed: Double
+    /// With a ring of workers (sequence parallelism): seconds of the step rank 0 spent communicating (waiting for
+    /// K/V blocks and dK/dV sums, packing them, the gradient all-reduce) and the rest of the step (computing).
+    public var communicationSeconds: Double?
+    public var computeSeconds: Double?
 
     public init(step: Int, stage: String, stageIndex: Int, stageStep: Int, seqLen: Int, loss: Double, lr: Double,
-                gradNorm: Double, tokens: Int, tokensPerSecond: Double, seconds: Double, elapsed: Double) {
+                gradNorm: Double, tokens: Int, tokensPerSecond: Double, seconds: Double, elapsed: Double,
+                communicationSeconds: Double? = nil, computeSeconds: Double? = nil) {
+        self.communicationSeconds = communicationSeconds
+        self.computeSeconds = computeSeconds
         self.step = step
         self.stage = stage
         self.stageIndex = stageIndex
@@ -45,6 +52,7 @@ public struct TrainingLogRecord: Sendable, Equatable, Codable {
         case step, stage, loss, lr, tokens, seconds, elapsed
         case stageIndex = "stage_index", stageStep = "stage_step", seqLen = "seq_len", gradNorm = "grad_norm"
         case tokensPerSecond = "tokens_per_second"
+        case communicationSeconds = "communication_seconds", computeSeconds = "compute_seconds"
     }
 }
 

@@ -16,10 +16,17 @@
 //                                         -> full fine-tuning steps (forward + backward + AdamW) on one N-token
 //                                            sequence of DIR (default smollm2-135m-instruct): best step's tok/s and
 //                                            seconds, peak RSS; one 256-token warm-up step first; env WORKERS (2)
+//   [mpirun -np P] longctx-bench ring-step N DIR [zigzag|contiguous] [pass-kv|all-gather] [--steps S]
+//                                         -> forward + backward of one N-token sequence of DIR sharded over the P MPI
+//                                            ranks (ring attention; gradients all-reduced), the same random tokens as
+//                                            `train`; one JSON line per rank: best step's seconds, its attention
+//                                            communication/compute seconds, bytes sent, peak RSS; env WORKERS (1)
 //   longctx-bench ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]
 //                                         -> per task: seconds to generate and length-fit RULER samples (the code
 //                                            path of `longctx eval ruler`), timed after the tokenizer is loaded
 import Basics
+import Distributed
+import DistributedMPI
 import Evaluation
 import Foundation
 import ModelIO
@@ -235,6 +242,33 @@ func train(_ n: Int, directory: String, recompute: Bool, steps: Int) throws {
     print("{\"bench\":\"train\",\"tokens\":\(n),\"workers\":\(workers),\"recompute\":\(recompute),\"optimizer\":true,\"seconds\":\(best.step),\"forward_backward_seconds\":\(best.backward),\"optimizer_seconds\":\(best.optimizer),\"tokens_per_second\":\(Double(n) / best.step),\"loss\":\(best.loss),\"peak_rss_bytes\":\(peakRSS())}")
 }
 
+/// Ring-sharded forward + backward steps (see the usage line); one 256-token warm-up step first.
+func ringStep(_ n: Int, directory: String, layout: SequenceLayoutKind, strategy: RingStrategy, steps: Int) throws {
+    let comm = try MPICommunicator()
+    defer { comm.finalize() }
+    let workers = environment("WORKERS", 1)
+    let model = try TrainableModel(directory: try ModelDirectory(path: directory), workers: workers)
+    var r = SeededRandom(seed: 3)
+    let vocab = model.configuration.vocabSize
+    let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
+    var best = (step: Double.infinity, stats: RingStatistics(), reduce: 0.0, loss: 0.0)
+    for s in 0...max(1, steps) {
+        let sequence = TrainingSequence(causal: s == 0 ? Array(ids.prefix(256)) : ids)
+        let shard = try SequenceShard(kind: layout, length: sequence.count, workers: comm.size, rank: comm.rank)
+        let ring = try RingAttention(communicator: comm, shard: shard, strategy: strategy)
+        try comm.barrier()
+        var loss = 0.0, reduce = 0.0
+        let t = try seconds {
+            model.parameters.zeroGradients()
+            let mine = try ShardedTraining.accumulateGradients(model, sequence, lossScale: 1 / Float(sequence.lossTokens), ring: ring)
+            reduce = try seconds { try ShardedTraining.allReduceGradients(model, over: comm) }
+            loss = try ShardedTraining.allReduce(loss: mine.loss, tokens: mine.tokens, over: comm).loss
+        }
+        if s > 0 && t < best.step { best = (t, ring.statistics, reduce, loss / Double(sequence.lossTokens)) }
+    }
+    print("{\"bench\":\"ring-step\",\"tokens\":\(n),\"ranks\":\(comm.size),\"rank\":\(comm.rank),\"workers\":\(workers),\"layout\":\"\(layout.rawValue)\",\"strategy\":\"\(strategy.rawValue)\",\"seconds\":\(best.step),\"attention_compute_seconds\":\(best.stats.computeSeconds),\"attention_communication_seconds\":\(best.stats.communicationSeconds),\"gradient_allreduce_seconds\":\(best.reduce),\"bytes_sent\":\(best.stats.bytesSent),\"loss\":\(best.loss),\"peak_rss_bytes\":\(peakRSS())}")
+}
+
 /// Same counting as `longctx eval`: the prompt as the engine is fed it.
 struct BenchTokenCounter: TokenCounting {
     let tokenizer: Tokenizer
@@ -294,6 +328,16 @@ case "train":
     if let i = rest.firstIndex(of: "--recompute") { recompute = true; rest.remove(at: i) }
     if let i = rest.firstIndex(of: "--steps"), i + 1 < rest.count { steps = Int(rest[i + 1]) ?? 1; rest.removeSubrange(i...(i + 1)) }
     try train(Int(args[2]) ?? 1024, directory: rest.first ?? "smollm2-135m-instruct", recompute: recompute, steps: steps)
+case "ring-step":
+    // ring-step N DIR [layout] [strategy] [--steps S]
+    var rest = Array(args.dropFirst(4)), steps = 1
+    if let i = rest.firstIndex(of: "--steps"), i + 1 < rest.count { steps = Int(rest[i + 1]) ?? 1; rest.removeSubrange(i...(i + 1)) }
+    guard args.count > 3, let n = Int(args[2]) else { fatalError("usage: longctx-bench ring-step N DIR [layout] [strategy]") }
+    guard let layout = SequenceLayoutKind(rawValue: rest.first ?? "zigzag"),
+          let strategy = RingStrategy(rawValue: rest.dropFirst().first ?? "pass-kv") else {
+        fatalError("ring-step: layout is contiguous|zigzag, strategy pass-kv|all-gather")
+    }
+    try ringStep(n, directory: args[3], layout: layout, strategy: strategy, steps: steps)
 case "ruler-prep":
     try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
                   samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Basics
+import Distributed
+import DistributedMPI
 import EvalBackends
 import Evaluation
 import Foundation
@@ -33,9 +35,17 @@ struct Train: ParsableCommand {
                                    stagesPath: stages, out: out, resume: resume, workers: workers,
                                    lora: try lora.configuration(), loraMerge: lora.merge,
                                    heldOut: try heldOut.map(DomainSpec.init(parsing:)))
-        let trainer = try Trainer(request)
-        try trainer.run(progress: TrainingProgress(stageCount: trainer.stages.stages.count), check: Self.retrievalCheck)
-        print("wrote \(trainer.stageDirectory(trainer.stages.stages.count - 1)) and \((out as NSString).appendingPathComponent("final")); log \((out as NSString).appendingPathComponent("train.jsonl"))")
+        let stageCount = try TrainingStages.load(path: stages).stages.count
+        let progress = TrainingProgress(stageCount: stageCount)
+        if MPICommunicator.launchedByMPI {
+            // Ranks other than 0 write nothing and print nothing.
+            guard try MPITraining.train(request, ring: estimate.ring, progress: progress, check: Self.retrievalCheck) != nil else { return }
+        } else if estimate.ring > 1 {
+            try RingTraining.train(request, workers: estimate.ring, progress: progress, check: Self.retrievalCheck)
+        } else {
+            try Trainer(request).run(progress: progress, check: Self.retrievalCheck)
+        }
+        print("wrote \((out as NSString).appendingPathComponent("stage-\(stageCount)")) and \((out as NSString).appendingPathComponent("final")); log \((out as NSString).appendingPathComponent("train.jsonl"))")
     }
 
     /// A stage's check on the built-in engine (passkey, or NIAH with eval/niah.json), run to completion from this
@@ -53,7 +63,8 @@ struct Train: ParsableCommand {
 struct EstimateOptions: ParsableArguments {
     @Flag(help: "Print per stage the FLOPs per step, memory and traffic per rank and the expected step time; train nothing (only config.json of --model is read).")
     var estimate = false
-    @Option(help: "With --estimate: ranks each sequence is split over (ring attention).") var ring = 1
+    @Option(help: "Workers each sequence is sharded over (ring attention): threads of this process, or the ranks of `mpirun -np N … --ring N`; with --estimate, the ranks to plan for.")
+    var ring = 1
     @Option(name: .customLong("rank-tflops"), help: "With --estimate: sustained TFLOP/s of one rank (default: measured here with --workers threads).")
     var rankTFLOPs: Double?
     @Option(name: .customLong("rank-memory"), help: "With --estimate: memory of one rank, e.g. 80G.") var rankMemory: String?

@@ -18,14 +18,17 @@ public enum TestSupport {
     }
 
     /// The `longctx` executable built beside the test bundle.
-    public static var longctxPath: String {
+    public static var longctxPath: String { builtExecutable("longctx") }
+
+    /// An executable product of this package built beside the test bundle.
+    public static func builtExecutable(_ name: String) -> String {
         var dir = URL(fileURLWithPath: CommandLine.arguments.first ?? ".").deletingLastPathComponent()
         for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("longctx").path
+            let candidate = dir.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             dir.deleteLastPathComponent()
         }
-        return URL(fileURLWithPath: repoRoot).appendingPathComponent(".build/debug/longctx").path
+        return URL(fileURLWithPath: repoRoot).appendingPathComponent(".build/debug/\(name)").path
     }
 
     public struct ProcessResult: Sendable {
