@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
         .library(name: "GGUFImport", targets: ["GGUFImport"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Demo", targets: ["Demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,6 +62,11 @@ let package = Package(
             "Evaluation", "Tokenizers", "Transformer",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
+        // `longctx demo`: the toolkit's whole loop on a toy model trained by the toolkit (base from scratch, training-free
+        // RoPE plans, progressive training, LoRA extract/merge, retrieval grids) and SmolLM2 beyond its window.
+        .target(name: "Demo", dependencies: [
+            "Basics", "ModelIO", "RoPE", "Tokenizers", "Transformer", "Training", "LoRA", "Evaluation", "EvalBackends",
+        ]),
         // OpenAI-compatible HTTP server over a completion backend (`longctx serve`).
         .target(name: "Serving", dependencies: [
             "Evaluation",
@@ -68,7 +74,7 @@ let package = Package(
         ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training",
+            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training", "Demo",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -90,6 +96,8 @@ let package = Package(
         .testTarget(name: "TrainingTests",
                     dependencies: ["Basics", "Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",
                                    "TestSupport", "longctx"]),
+        .testTarget(name: "DemoTests",
+                    dependencies: ["Basics", "Demo", "Evaluation", "Tokenizers", "Training", "ModelIO", "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
