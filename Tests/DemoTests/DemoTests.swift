@@ -104,6 +104,15 @@ import Training
         let summary = try JSONValue.parse(String(contentsOfFile: out + "/o/summary.json", encoding: .utf8))
         for key in DemoReport.phaseKeys { #expect(summary[key]?.objectValue?.count == 4, "\(key)") }
         #expect(FileOps.exists(out + "/o/report.html") && FileOps.exists(out + "/o/adapters/extended-minus-base/adapter_config.json"))
+        // The demo's adapter loads in PEFT onto the base, and PEFT's merge equals ours.
+        guard try TestSupport.interopEnabled(["peft", "transformers", "torch"]) else { return }
+        let o = out + "/o"
+        let json = try TestSupport.runPython(try String(contentsOfFile: TestSupport.repoRoot + "/Tests/Interop/lora_interop.py", encoding: .utf8),
+                                             ["peft", o + "/base", o + "/extension/run/final", o + "/adapters/extended-minus-base", o + "/models/merged"])
+        let result = try JSONValue.parse(json).arrayValue![0]
+        #expect(result["warnings"]?.arrayValue?.isEmpty == true, "\(json)")
+        #expect(result["missing_in_peft"]?.arrayValue?.isEmpty == true)
+        #expect((result["max_rel_diff_vs_ours"]?.doubleValue ?? 1) <= 1e-6, "\(json)")
     }
 }
 
