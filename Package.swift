@@ -97,7 +97,7 @@ let package = Package(
                     dependencies: ["Basics", "Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",
                                    "TestSupport", "longctx"]),
         .testTarget(name: "DemoTests",
-                    dependencies: ["Basics", "Demo", "Evaluation", "Tokenizers", "Training", "ModelIO", "TestSupport", "longctx"]),
+                    dependencies: ["Basics", "Demo", "EvalBackends", "Evaluation", "Tokenizers", "Training", "ModelIO", "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

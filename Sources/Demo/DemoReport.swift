@@ -65,10 +65,7 @@ public enum DemoReport {
         return .object(o)
     }
 
-    static func esc(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;")
-    }
+    static func esc(_ s: String) -> String { Report.esc(s) }
 
     static func percent(_ v: Double) -> String { "\(Int((v * 100).rounded())) %" }
 

@@ -58,11 +58,7 @@ public enum DemoSteps {
     /// One line for a model's RoPE, e.g. `yarn ×8 (θ 10000)`.
     public static func ropeSummary(_ modelDirectory: String) throws -> String {
         let config = try ModelDirectory(path: modelDirectory).configJSON
-        let rope = try HFRopeConfig.decode(Data(JSONValue.object(config).serialized().utf8)).resolve().configuration
-        let exportable = rope.exportable
-        let theta = "θ \(RoPE.formatNumber(exportable.theta))"
-        guard exportable.ropeType != .default else { return theta }
-        return "\(exportable.ropeType.rawValue) ×\(exportable.factor.map(RoPE.formatNumber) ?? "?") (\(theta))"
+        return StageSpec.summary(try HFRopeConfig.decode(Data(JSONValue.object(config).serialized().utf8)).resolve().configuration)
     }
 
     /// The passkey grid of `modelDirectory`: per length `depths` depths × `perDepth` prompts, keys as given.

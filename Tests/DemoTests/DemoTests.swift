@@ -1,5 +1,6 @@
 import Basics
 import Demo
+import EvalBackends
 import Evaluation
 import Foundation
 import ModelIO
@@ -19,7 +20,7 @@ import Training
 
     @Test func corpusIsDeterministicAndFits() throws {
         let (tokenizer, _) = try Self.toyTokenizer()
-        let counter = WordCounter(tokenizer: tokenizer)
+        let counter = TokenizerCounter(tokenizer: tokenizer)
         let a = try PasskeyCorpus(counter: counter, keys: .distinctDigits(5), seed: 7).records(count: 200, maxTokens: 256)
         let b = try PasskeyCorpus(counter: counter, keys: .distinctDigits(5), seed: 7).records(count: 200, maxTokens: 256)
         let c = try PasskeyCorpus(counter: counter, keys: .distinctDigits(5), seed: 8).records(count: 200, maxTokens: 256)
@@ -54,7 +55,7 @@ import Training
     func toyTokenizerMatchesHuggingFace() throws {
         guard try TestSupport.interopEnabled(["tokenizers"]) else { return }
         let (tokenizer, dir) = try Self.toyTokenizer()
-        let corpus = try PasskeyCorpus(counter: WordCounter(tokenizer: tokenizer), keys: .standard, seed: 1).records(count: 5, maxTokens: 300)
+        let corpus = try PasskeyCorpus(counter: TokenizerCounter(tokenizer: tokenizer), keys: .standard, seed: 1).records(count: 5, maxTokens: 300)
         let texts = corpus.map { $0.prompt + $0.completion } + [
             "The pass key is 12345. Remember it.", "What is the pass key?\nThe pass key is", "unknown words here 0 9",
             "The  grass is green.", "", "42", "sky.blue?Here",
@@ -114,10 +115,4 @@ import Training
         #expect(result["missing_in_peft"]?.arrayValue?.isEmpty == true)
         #expect((result["max_rel_diff_vs_ours"]?.doubleValue ?? 1) <= 1e-6, "\(json)")
     }
-}
-
-/// Token counts with the toy tokenizer (the evaluation's counter lives in EvalBackends).
-struct WordCounter: TokenCounting {
-    let tokenizer: Tokenizer
-    func tokenCount(_ text: String) -> Int { tokenizer.encode(text).count }
 }
