@@ -21,6 +21,8 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-act-one"), help: "Skip act one (SmolLM2; needs `longctx models get`, fetched here when missing).") var noActOne = false
     @Option(help: "Training workers (fixed for reproducible results).") var workers = 2
     @Option(name: .customLong("base-steps"), help: "--from-scratch: training steps of the base.") var baseSteps: Int?
+    @Option(name: .customLong("extension-steps"), help: "Steps per stage of the progressive training.") var extensionSteps: Int?
+    @Option(name: .customLong("grid-prompts"), help: "Act two's prompts per depth and length.") var gridPrompts: Int?
 
     func run() async throws {
         var request = DemoRequest(base: DataFile.locate(base), out: out)
@@ -28,6 +30,8 @@ struct DemoCommand: AsyncParsableCommand {
         request.workers = workers
         if let baseSteps { request.recipe.baseSteps = baseSteps }
         if full { request.recipe.gridPerDepth = 8; request.actOne = .full }
+        if let extensionSteps { request.recipe.extensionSteps = extensionSteps }
+        if let gridPrompts { request.recipe.gridPerDepth = gridPrompts }
         if fromScratch {
             request.base = (out as NSString).appendingPathComponent("base")
             try ToyBase.train(request.recipe, seed: seed, work: (out as NSString).appendingPathComponent("base-training"),
