@@ -110,7 +110,8 @@ import Training
         let o = out + "/o"
         let json = try TestSupport.runPython(try String(contentsOfFile: TestSupport.repoRoot + "/Tests/Interop/lora_interop.py", encoding: .utf8),
                                              ["peft", o + "/base", o + "/extension/run/final", o + "/adapters/extended-minus-base", o + "/models/merged"])
-        let result = try JSONValue.parse(json).arrayValue![0]
+        let parsed = try JSONValue.parse(json)
+        let result = try #require(parsed["results"]?.arrayValue?.first)
         #expect(result["warnings"]?.arrayValue?.isEmpty == true, "\(json)")
         #expect(result["missing_in_peft"]?.arrayValue?.isEmpty == true)
         #expect((result["max_rel_diff_vs_ours"]?.doubleValue ?? 1) <= 1e-6, "\(json)")
