@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Distributed", targets: ["Distributed"]),
         .library(name: "DistributedMPI", targets: ["DistributedMPI"]),
+        .library(name: "Demo", targets: ["Demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -70,6 +71,11 @@ let package = Package(
             "Evaluation", "Tokenizers", "Transformer",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
+        // `longctx demo`: the toolkit's whole loop on a toy model trained by the toolkit (base from scratch, training-free
+        // RoPE plans, progressive training, LoRA extract/merge, retrieval grids) and SmolLM2 beyond its window.
+        .target(name: "Demo", dependencies: [
+            "Basics", "ModelIO", "RoPE", "Tokenizers", "Transformer", "Training", "LoRA", "Evaluation", "EvalBackends",
+        ]),
         // OpenAI-compatible HTTP server over a completion backend (`longctx serve`).
         .target(name: "Serving", dependencies: [
             "Evaluation",
@@ -77,7 +83,7 @@ let package = Package(
         ]),
         // The command-line tool: thin commands over the libraries.
         .executableTarget(name: "longctx", dependencies: [
-            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training", "Distributed", "DistributedMPI",
+            "Basics", "TensorCore", "ModelIO", "RoPE", "Tokenizers", "Transformer", "GGUFImport", "LoRA", "Evaluation", "EvalBackends", "Serving", "Training", "Distributed", "DistributedMPI", "Demo",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -103,6 +109,8 @@ let package = Package(
                                    "TestSupport", "longctx"]),
         .testTarget(name: "DistributedTests",
                     dependencies: ["Basics", "Distributed", "ModelIO", "Training", "Transformer", "TestSupport", "longctx-mpi-check", "longctx"]),
+        .testTarget(name: "DemoTests",
+                    dependencies: ["Basics", "Demo", "EvalBackends", "Evaluation", "Tokenizers", "Training", "ModelIO", "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

@@ -19,27 +19,49 @@ public enum RetrievalCheck {
         samples == 1 ? [50] : (0..<samples).map { Double($0) * 100 / Double(samples - 1) }
     }
 
+    /// Accuracy per length (see ``results(modelDirectory:lengths:samples:perDepth:suite:seed:keys:progress:)``).
     public static func run(modelDirectory: String, lengths: [Int], samples: Int, suite: NIAHSuite? = nil,
-                           seed: UInt64 = 42) async throws -> [Row] {
+                           seed: UInt64 = 42, keys: Passkey.Keys = .standard) async throws -> [Row] {
+        let results = try await results(modelDirectory: modelDirectory, lengths: lengths, samples: samples,
+                                        suite: suite, seed: seed, keys: keys)
+        return rows(results, lengths: lengths)
+    }
+
+    /// Mean score per length of `results`.
+    public static func rows(_ results: [SampleResult], lengths: [Int]) -> [Row] {
+        lengths.map { length in
+            let scores = results.filter { $0.length == length }.map { $0.score ?? 0 }
+            return Row(length: length, accuracy: scores.reduce(0, +) / Double(max(1, scores.count)), samples: scores.count)
+        }
+    }
+
+    /// Every scored prompt: per length, `samples` depths evenly spread over 0…100 % and `perDepth` prompts at each
+    /// (their own keys); `keys` picks the passkeys (a toy model trained on distinct-digit keys is checked on them).
+    /// `progress` sees each result as it is scored.
+    public static func results(modelDirectory: String, lengths: [Int], samples: Int, perDepth: Int = 1,
+                               suite: NIAHSuite? = nil, seed: UInt64 = 42, keys: Passkey.Keys = .standard,
+                               progress: (SampleResult) -> Void = { _ in }) async throws -> [SampleResult] {
         let lm = try LanguageModel.load(directory: modelDirectory)
         let backend = EngineBackend(lm, model: (modelDirectory as NSString).lastPathComponent)
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: lm.tokenizer), format: .base, seed: seed)
         let sentences = try suite.map { _ in
             try NIAHSuite.sentences(files: [], essay: EssayGenerator(), minimum: max((lengths.max() ?? 0) / 4, 64))
         }
-        var rows: [Row] = []
+        var results: [SampleResult] = []
         for length in lengths {
-            var scores: [Double] = []
             for depth in depths(samples: samples) {
                 let spec = suite.map { $0.spec(depthPercent: depth, sentences: sentences ?? [], haystack: EssayGenerator.identity) }
-                    ?? Passkey.spec(depthPercent: depth)
-                for sample in try maker.samples(spec, length: length, count: 1, depth: depth) {
+                    ?? Passkey.spec(depthPercent: depth, keys: keys)
+                for sample in try maker.samples(spec, length: length, count: perDepth, depth: depth) {
+                    let started = Date()
                     let reply = try await backend.complete(CompletionRequest(prompt: sample.prompt, maxTokens: sample.tokensToGenerate))
-                    scores.append(Scoring.score(sample.metric, prediction: reply.text, references: sample.outputs))
+                    let result = SampleResult(sample: sample, prediction: reply.text, servedPromptTokens: nil, error: nil,
+                                              attempts: 1, seconds: Date().timeIntervalSince(started))
+                    results.append(result)
+                    progress(result)
                 }
             }
-            rows.append(Row(length: length, accuracy: scores.reduce(0, +) / Double(max(1, scores.count)), samples: scores.count))
         }
-        return rows
+        return results
     }
 }

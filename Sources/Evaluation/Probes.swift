@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// Passkey retrieval (Mohtashami & Jaggi, landmark attention; YaRN's `eval/passkey.py`): exact strings, the
@@ -10,10 +11,38 @@ public enum Passkey {
 
     public static func keyLine(_ k: Int) -> String { "The pass key is \(k). Remember it. \(k) is the pass key." }
 
-    public static func spec(depthPercent: Double, tokensToGenerate: Int = 10) -> TaskSpec {
-        TaskSpec(name: "passkey", metric: .passkey, tokensToGenerate: tokensToGenerate, incremental: 1,
+    /// How the key is drawn.
+    public enum Keys: Sendable, Equatable {
+        /// Uniform in `1...50000` (the original scripts).
+        case standard
+        /// `count` distinct decimal digits, the first not 0 (e.g. 5 → 12345 … 98765 without a repeated digit): a toy
+        /// model that copies by the previous token cannot tell repeated digits apart.
+        case distinctDigits(Int)
+
+        public func draw(_ rng: inout SeededRandom) -> Int {
+            switch self {
+            case .standard: return rng.int(1...50000)
+            case .distinctDigits(let count):
+                var digits = Array(0...9)
+                rng.shuffle(&digits)
+                if digits[0] == 0 { digits.swapAt(0, count < 10 ? count : 1) }
+                return digits.prefix(min(max(count, 1), 10)).reduce(0) { $0 * 10 + $1 }
+            }
+        }
+
+        /// Task name of a spec drawing these keys (sample ids and seeds differ by it).
+        var taskName: String {
+            switch self {
+            case .standard: return "passkey"
+            case .distinctDigits(let count): return "passkey-distinct\(count)"
+            }
+        }
+    }
+
+    public static func spec(depthPercent: Double, tokensToGenerate: Int = 10, keys: Keys = .standard) -> TaskSpec {
+        TaskSpec(name: keys.taskName, metric: .passkey, tokensToGenerate: tokensToGenerate, incremental: 1,
                  haystack: "passkey-filler") { n, _, rng in
-            let key = rng.int(1...50000)
+            let key = keys.draw(&rng)
             let before = Int((Double(n) * depthPercent / 100).rounded())
             let prefix = Array(repeating: filler, count: before).joined(separator: " ")
             let suffix = Array(repeating: filler, count: n - before).joined(separator: " ")

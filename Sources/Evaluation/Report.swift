@@ -2,7 +2,8 @@ import Foundation
 
 /// SVG heatmap and self-contained HTML report.
 public enum Report {
-    static func esc(_ s: String) -> String {
+    /// `s` escaped for HTML text and attribute values.
+    public static func esc(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }

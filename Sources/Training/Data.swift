@@ -35,31 +35,56 @@ public struct DataDomain: Sendable {
     /// `documentOffsets[i] ..< documentOffsets[i+1]` are document `i`'s tokens (EOS included); `count + 1` entries.
     public var documentOffsets: [Int]
     public var tokens: TokenStorage
+    /// Supervised domains (prompt/completion records): per document, the prompt's token count; the loss is taken
+    /// only after it, and the packer never splits such a document across sequences. `nil` for text documents.
+    public var promptLengths: [Int]?
 
-    public init(name: String, source: String, weight: Double?, documentOffsets: [Int], tokens: TokenStorage) {
+    public init(name: String, source: String, weight: Double?, documentOffsets: [Int], tokens: TokenStorage,
+                promptLengths: [Int]? = nil) {
         self.name = name
         self.source = source
         self.weight = weight
         self.documentOffsets = documentOffsets
         self.tokens = tokens
+        self.promptLengths = promptLengths
+        shortestDocumentLength = zip(documentOffsets.dropFirst(), documentOffsets).map { $0 - $1 }.min() ?? 0
     }
+
+    /// Tokens of the shortest document (EOS included).
+    public let shortestDocumentLength: Int
+
+    public var isSupervised: Bool { promptLengths != nil }
 
     public var documentCount: Int { documentOffsets.count - 1 }
     public var tokenCount: Int { documentOffsets.last ?? 0 }
     public func documentLength(_ index: Int) -> Int { documentOffsets[index + 1] - documentOffsets[index] }
 
-    /// Tokenises every document of `spec` (see ``DocumentReader`` and ``DocumentTokenizer``).
+    /// Tokenises every document of `spec` (see ``DocumentReader`` and ``DocumentTokenizer``). A domain is all text
+    /// or all supervised records; mixing them across its files fails naming the file.
     public static func tokenize(_ spec: DomainSpec, tokenizer: Tokenizer, eos: Int) throws -> DataDomain {
         var tokens: [Int32] = []
         var offsets = [0]
+        var promptLengths: [Int] = []
+        var supervised: Bool?
         for file in try DocumentReader.files(of: spec.path) {
-            try DocumentReader.forEachDocument(in: file) { text in
-                tokens += DocumentTokenizer.tokens(of: text, tokenizer: tokenizer, eos: eos)
+            try DocumentReader.forEachRecord(in: file) { record, location in
+                if let kind = supervised, kind != record.isSupervised {
+                    throw TrainingInputError(location, "domain \(spec.path) mixes text documents and prompt/completion records; give them as separate --data domains")
+                }
+                supervised = record.isSupervised
+                switch record {
+                case .text(let text):
+                    tokens += DocumentTokenizer.tokens(of: text, tokenizer: tokenizer, eos: eos)
+                case .supervised(let prompt, let completion):
+                    let (ids, head) = DocumentTokenizer.tokens(prompt: prompt, completion: completion, tokenizer: tokenizer, eos: eos)
+                    tokens += ids
+                    promptLengths.append(head)
+                }
                 offsets.append(tokens.count)
             }
         }
         return DataDomain(name: spec.name, source: spec.path, weight: spec.weight, documentOffsets: offsets,
-                          tokens: .memory(tokens))
+                          tokens: .memory(tokens), promptLengths: supervised == true ? promptLengths : nil)
     }
 }
 
@@ -102,6 +127,12 @@ public struct LengthSampling: Sendable, Equatable, Codable {
 }
 
 /// How documents are laid into a sequence.
+///
+/// Supervised documents (``DataDomain/promptLengths``) are never split: when one does not fit in what is left of a
+/// sequence, the rest is padding (the EOS token, every label ignored, a document of its own) and the document opens
+/// the next sequence; one longer than the sequence is skipped (so one corpus serves stages of growing length). With the document mask (required for them) and
+/// position reset, each packed sample is computed exactly as it would be alone (padding-free packing in the manner
+/// of `DataCollatorWithFlattening`), so packing changes the cost, not the result.
 public struct PackingOptions: Sendable, Equatable, Codable {
     /// No attention across documents: ``PackedSequence/documentStarts`` marks each token's document start, and the
     /// label that would predict a document's first token from the previous document is ignored (as Hugging Face's
@@ -269,6 +300,18 @@ public struct DataMixture: Sendable {
             let domain = domains[position.domain]
             let documentLength = domain.documentLength(position.document)
             let start = sequence.tokens.count
+            if domain.isSupervised {
+                try checkSupervised(domain, length: length, options: options)
+                if documentLength > length {
+                    cursor.current = nil   // longer than this stage's sequences: skipped, never split
+                    continue
+                }
+            }
+            if domain.isSupervised && documentLength > length - start {
+                cursor.current = position
+                pad(&sequence, to: length, options: options)
+                break
+            }
             let take = min(documentLength - position.offset, length - start)
             let first = domain.documentOffsets[position.document] + position.offset
             domain.tokens.append(first ..< first + take, to: &sequence.tokens)
@@ -284,6 +327,7 @@ public struct DataMixture: Sendable {
         }
         sequence.labels = Self.labels(tokens: sequence.tokens, segments: sequence.segments,
                                       documentMask: options.documentMask)
+        maskPrompts(&sequence.labels, segments: sequence.segments)
         cursor.sequences += 1
         cursor.tokens += length
         return sequence
@@ -297,6 +341,47 @@ public struct DataMixture: Sendable {
             for segment in segments where segment.start > 0 { labels[segment.start - 1] = PackedSequence.ignoreIndex }
         }
         return labels
+    }
+
+    /// Supervised data that cannot be packed: without the document mask (samples would attend to each other), or
+    /// with no record short enough for the sequence length (longer records are skipped, never split).
+    func checkSupervised(_ domain: DataDomain, length: Int, options: PackingOptions) throws {
+        guard options.documentMask else {
+            throw TrainingInputError("doc_mask", "must be true for supervised data (\(domain.source)): packed prompt/completion samples must not attend to each other")
+        }
+        let shortest = domain.shortestDocumentLength
+        guard shortest <= length else {
+            throw TrainingInputError(domain.source, "every supervised record is longer than the sequence length \(length) (the shortest has \(shortest) tokens with its EOS); records are never split")
+        }
+    }
+
+    /// Fills the sequence up to `length` with padding: the EOS token, ignored labels, its own document (positions
+    /// from 0 with `resetPositions`). No segment records it.
+    func pad(_ sequence: inout PackedSequence, to length: Int, options: PackingOptions) {
+        let start = sequence.tokens.count
+        for k in 0..<(length - start) {
+            sequence.tokens.append(Int32(identity.eosTokenId))
+            sequence.documentStarts.append(options.documentMask ? Int32(start) : 0)
+            sequence.positions.append(Int32(options.resetPositions ? k : start + k))
+        }
+    }
+
+    /// Answer-only loss: ignores every label that predicts a prompt token of a supervised document, every label
+    /// inside padding, and the one that would predict the first padding token.
+    func maskPrompts(_ labels: inout [Int32], segments: [PackedSegment]) {
+        let end = segments.last.map { $0.start + $0.count } ?? 0
+        if end < labels.count {
+            // The last real token would predict the first padding token.
+            for i in max(0, end - 1) ..< labels.count { labels[i] = PackedSequence.ignoreIndex }
+        }
+        for segment in segments {
+            guard let prompts = domains[segment.domain].promptLengths else { continue }
+            // Position i predicts token i + 1: the first kept label predicts the completion's first token.
+            let promptLength = prompts[segment.document]
+            for i in segment.start ..< min(segment.start + promptLength - 1, segment.start + segment.count) {
+                labels[i] = PackedSequence.ignoreIndex
+            }
+        }
     }
 
     /// Throws unless `cursor` was made by this mixture.
@@ -337,7 +422,9 @@ public struct DataMixture: Sendable {
         var text = "tokenizer \(identity.sha256) eos \(identity.eosTokenId)\n"
         text += "sampling \(sampling.lengthExponent) \(sampling.shortThreshold) \(sampling.shortWeight)\n"
         for (domain, share) in zip(domains, shares) {
-            text += "\(domain.name) \(share) \(domain.documentCount) \(domain.tokenCount)\n"
+            text += "\(domain.name) \(share) \(domain.documentCount) \(domain.tokenCount)"
+            if let prompts = domain.promptLengths { text += " supervised \(prompts.reduce(0, +))" }
+            text += "\n"
         }
         var hash = SHA256()
         hash.update(Data(text.utf8))

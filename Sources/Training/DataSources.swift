@@ -75,25 +75,40 @@ public enum DocumentReader {
         return result
     }
 
-    /// Calls `body` with each document's text of one file, in file order.
+    /// Calls `body` with each document's text of one file, in file order. Supervised records (`prompt` and
+    /// `completion`) are refused here: they carry a loss mask that only ``forEachRecord(in:_:)`` keeps.
     public static func forEachDocument(in file: String, _ body: (String) throws -> Void) throws {
+        try forEachRecord(in: file) { record, location in
+            guard case .text(let text) = record else {
+                throw TrainingInputError(location, "a supervised record (prompt/completion) where only text documents are read; `data pack` stores text documents only, so pass supervised JSONL to `longctx train --data` directly")
+            }
+            try body(text)
+        }
+    }
+
+    /// Calls `body` with each record of one file and its location (`FILE` or `FILE:LINE`), in file order: text
+    /// documents, or supervised `prompt`/`completion` pairs from JSONL. A file holds one kind only.
+    public static func forEachRecord(in file: String, _ body: (DocumentRecord, String) throws -> Void) throws {
         let ext = (file as NSString).pathExtension.lowercased()
         let data: Data
         do { data = try FileOps.read(file) } catch { throw TrainingInputError(file, "cannot read: \(error)") }
         guard !data.isEmpty else { throw TrainingInputError(file, "empty file") }
         guard let text = String(data: data, encoding: .utf8) else { throw TrainingInputError(file, "not valid UTF-8") }
         if jsonlExtensions.contains(ext) {
-            try forEachJSONLText(text, file: file, body)
+            try forEachJSONLRecord(text, file: file, body)
         } else if textExtensions.contains(ext) {
             guard !text.allSatisfy(\.isWhitespace) else { throw TrainingInputError(file, "empty file (whitespace only)") }
-            try body(text)
+            try body(.text(text), file)
         } else {
             throw TrainingInputError(file, "unsupported data file (expected .txt, .md or .jsonl)")
         }
     }
 
-    static func forEachJSONLText(_ text: String, file: String, _ body: (String) throws -> Void) throws {
+    /// JSONL lines: `{"text": …}` documents or `{"prompt": …, "completion": …}` supervised records (the usual SFT
+    /// convention: the loss is taken on the completion only); blank lines skipped; one kind per file.
+    static func forEachJSONLRecord(_ text: String, file: String, _ body: (DocumentRecord, String) throws -> Void) throws {
         var count = 0
+        var supervisedFile: Bool?
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.allSatisfy(\.isWhitespace) { continue }
             let location = "\(file):\(index + 1)"
@@ -101,16 +116,48 @@ public enum DocumentReader {
             do { value = try JSONValue.parse(String(line)) } catch {
                 throw TrainingInputError(location, "\(error)")
             }
-            guard value.objectValue != nil else { throw TrainingInputError(location, "expected a JSON object with a \"text\" field") }
-            guard let document = value["text"]?.stringValue else {
-                throw TrainingInputError(location, "missing string field \"text\"")
+            guard value.objectValue != nil else {
+                throw TrainingInputError(location, "expected a JSON object with a \"text\" field (or \"prompt\" and \"completion\")")
             }
-            guard !document.isEmpty else { throw TrainingInputError(location, "\"text\" is empty") }
-            try body(document)
+            let record = try jsonlRecord(value, location: location)
+            let supervised = record.isSupervised
+            if let kind = supervisedFile, kind != supervised {
+                throw TrainingInputError(location, "mixes text documents and prompt/completion records; keep one kind per file")
+            }
+            supervisedFile = supervised
+            try body(record, location)
             count += 1
         }
         guard count > 0 else { throw TrainingInputError(file, "no documents (only blank lines)") }
     }
+
+    static func jsonlRecord(_ value: JSONValue, location: String) throws -> DocumentRecord {
+        if value["prompt"] != nil || value["completion"] != nil {
+            guard value["text"] == nil else {
+                throw TrainingInputError(location, "has both \"text\" and \"prompt\"/\"completion\"; give one or the other")
+            }
+            guard let prompt = value["prompt"]?.stringValue else { throw TrainingInputError(location, "missing string field \"prompt\"") }
+            guard let completion = value["completion"]?.stringValue else {
+                throw TrainingInputError(location, "missing string field \"completion\"")
+            }
+            guard !completion.isEmpty else { throw TrainingInputError(location, "\"completion\" is empty") }
+            return .supervised(prompt: prompt, completion: completion)
+        }
+        guard let document = value["text"]?.stringValue else {
+            throw TrainingInputError(location, "missing string field \"text\" (or \"prompt\" and \"completion\")")
+        }
+        guard !document.isEmpty else { throw TrainingInputError(location, "\"text\" is empty") }
+        return .text(document)
+    }
+}
+
+/// One training record: a text document (loss on every token) or a supervised prompt/completion pair (loss on the
+/// completion's tokens and the end-of-document token only).
+public enum DocumentRecord: Sendable, Equatable {
+    case text(String)
+    case supervised(prompt: String, completion: String)
+
+    public var isSupervised: Bool { if case .supervised = self { return true } else { return false } }
 }
 
 /// The tokenizer a corpus was tokenised with, recorded in packed files so that another model's tokenizer is refused.
@@ -151,5 +198,15 @@ public enum DocumentTokenizer {
         var ids = tokenizer.encode(text, addSpecialTokens: true)
         if ids.last != eos { ids.append(eos) }
         return ids.map { Int32(truncatingIfNeeded: $0) }
+    }
+
+    /// A supervised record as TRL's SFT trainer builds it: `tokenizer(prompt)` (special tokens as the
+    /// post-processor adds them), then the completion tokenised without special tokens, then EOS. Returns the tokens
+    /// and the prompt's token count (the loss starts at the completion's first token).
+    public static func tokens(prompt: String, completion: String, tokenizer: Tokenizer, eos: Int) -> (tokens: [Int32], promptLength: Int) {
+        let head = tokenizer.encode(prompt, addSpecialTokens: true)
+        var ids = head + tokenizer.encode(completion, addSpecialTokens: false)
+        if ids.last != eos { ids.append(eos) }
+        return (ids.map { Int32(truncatingIfNeeded: $0) }, head.count)
     }
 }

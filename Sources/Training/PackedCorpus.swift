@@ -50,7 +50,11 @@ public enum PackedCorpus {
             if isPacked(spec.path) {
                 throw TrainingInputError(spec.path, "is already a packed corpus; pass the text or JSONL sources")
             }
-            return try DataDomain.tokenize(spec, tokenizer: tokenizer, eos: identity.eosTokenId)
+            let domain = try DataDomain.tokenize(spec, tokenizer: tokenizer, eos: identity.eosTokenId)
+            guard !domain.isSupervised else {
+                throw TrainingInputError(spec.path, "holds prompt/completion records; `data pack` stores text documents only, so pass supervised JSONL to `longctx train --data` directly")
+            }
+            return domain
         }
         let tmp = FileOps.temporarySibling(of: out)
         do {

@@ -90,7 +90,7 @@ extension StageSpec {
     }
 
     /// `yarn ×4 (θ 10000)`, `θ 1000000`, `llama3 ×8 (θ 500000)`.
-    static func summary(_ configuration: RopeConfiguration) -> String {
+    public static func summary(_ configuration: RopeConfiguration) -> String {
         let config = configuration.exportable
         let theta = "θ \(RoPE.formatNumber(config.theta))"
         guard config.ropeType != .default else { return theta }

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Demo
+import Foundation
+import GGUFImport
+import ModelIO
+import Training
+
+/// `longctx demo`: the whole loop on two CPU cores (see `Demo.DemoRun`).
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "The toolkit's whole loop in minutes: a toy model (trained by longctx train) past its window with RoPE plans, progressive training, LoRA extract/merge and retrieval grids, and SmolLM2 beyond 8K.",
+        discussion: "Writes OUT/summary.json and OUT/report.html (plus the models, the training run and the adapter). --from-scratch first trains the toy base with the toolkit's trainer into OUT/base (the shipped demo/base was made by `longctx demo --from-scratch --base-only --out DIR`).")
+
+    @Option(help: "Output directory.") var out = "longctx-demo"
+    @Option(help: "Seed of every prompt, corpus and training run.") var seed: UInt64 = 42
+    @Option(help: "The toy base model directory.") var base = "demo/base"
+    @Flag(help: "Train the toy base from scratch into OUT/base first (about 1500 steps).") var fromScratch = false
+    @Flag(name: .customLong("base-only"), help: "With --from-scratch: stop after training the base.") var baseOnly = false
+    @Flag(help: "The complete grids (more prompts per length; act one from 4K to 16K).") var full = false
+    @Flag(name: .customLong("no-act-one"), help: "Skip act one (SmolLM2; needs `longctx models get`, fetched here when missing).") var noActOne = false
+    @Option(help: "Training workers (fixed for reproducible results).") var workers = 2
+    @Option(name: .customLong("base-steps"), help: "--from-scratch: training steps of the base.") var baseSteps: Int?
+    @Option(name: .customLong("extension-steps"), help: "Steps per stage of the progressive training.") var extensionSteps: Int?
+    @Option(name: .customLong("grid-prompts"), help: "Act two's prompts per depth and length.") var gridPrompts: Int?
+
+    func run() async throws {
+        var request = DemoRequest(base: DataFile.locate(base), out: out)
+        request.seed = seed
+        request.workers = workers
+        if let baseSteps { request.recipe.baseSteps = baseSteps }
+        if full { request.recipe.gridPerDepth = 8; request.actOne = .full }
+        if let extensionSteps { request.recipe.extensionSteps = extensionSteps }
+        if let gridPrompts { request.recipe.gridPerDepth = gridPrompts }
+        if fromScratch {
+            request.base = (out as NSString).appendingPathComponent("base")
+            try ToyBase.train(request.recipe, seed: seed, work: (out as NSString).appendingPathComponent("base-training"),
+                              out: request.base, workers: workers, progress: TrainingProgress(stageCount: 1))
+            if baseOnly { print("wrote \(request.base)"); return }
+        }
+        if !noActOne { request.actOneModel = try ModelStore.get(request.actOne.modelName, progress: Output.progress).directory }
+        Output.progressDone()
+        let outcome = try await DemoRun.run(request) { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
+        print(DemoSummaryText.lines(outcome), terminator: "")
+    }
+}
