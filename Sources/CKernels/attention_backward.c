@@ -57,9 +57,7 @@ static void probabilities_t(float *st, size_t nb, size_t rp, size_t ld, const in
     for (size_t c = 0; c < rp; c += 8) {
         __m256i vlo = _mm256_loadu_si256((const __m256i *)(lo + c));
         __m256i vhi = _mm256_loadu_si256((const __m256i *)(hi + c));
-        __m256i nbv = _mm256_set1_epi32((int32_t)nb);
-        int full = _mm256_testz_si256(_mm256_or_si256(_mm256_cmpgt_epi32(vlo, _mm256_setzero_si256()),
-                                                      _mm256_cmpgt_epi32(nbv, vhi)), _mm256_set1_epi32(-1));
+        int full = block_visible8(lo, hi, c, nb);
         __m256 l = _mm256_loadu_ps(l2 + c);
         if (full) {
             for (size_t j = 0; j < nb; j++) {

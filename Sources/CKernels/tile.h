@@ -2,6 +2,7 @@
    CKernels. */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 #include <immintrin.h>
 
 /* Keys per block rounded up to whole 6-key panels. */
@@ -26,4 +27,15 @@ static inline __m256 exp2_nonpos(__m256 t) {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
     __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+}
+
+/* Whether keys 0 ..< nb are all visible to columns c ..< c+8, i.e. lo[c+i] <= 0 and hi[c+i] >= nb for each
+   (block-relative bounds of the keys a column may use). */
+__attribute__((target("avx2,fma")))
+static inline int block_visible8(const int32_t *lo, const int32_t *hi, size_t c, size_t nb) {
+    __m256i vlo = _mm256_loadu_si256((const __m256i *)(lo + c));
+    __m256i vhi = _mm256_loadu_si256((const __m256i *)(hi + c));
+    __m256i nbv = _mm256_set1_epi32((int32_t)nb);
+    return _mm256_testz_si256(_mm256_or_si256(_mm256_cmpgt_epi32(vlo, _mm256_setzero_si256()),
+                                              _mm256_cmpgt_epi32(nbv, vhi)), _mm256_set1_epi32(-1));
 }

@@ -13,12 +13,12 @@ import Transformer
 /// autograd computes it for transformers' eager/sdpa attention. Because each key block's contribution is exact given
 /// the *final* `L`, the call can cover any subset of the keys (one ring-attention block) and the results add up.
 ///
-/// Kernels (``Kernel``), chosen at run time:
+/// Kernels (a ``KernelPath``), chosen at run time:
 /// - fused (AVX2+FMA or AVX-512, `headDim` a multiple of 8): `ck_attention_backward_tile` per (key/value head, query
 ///   tile) with the head's keys/values packed once per call — `Sᵀ = K·Qᵀ`, `dPᵀ = V·dOᵀ` and `dQ += dS·K` on the
 ///   forward attention's register tiles, `dV`/`dK` in 6 keys × 16 (AVX-512: × 64) channels tiles, probabilities in
 ///   base 2.
-/// - BLAS: five single-threaded GEMMs per (query tile, key block) around `ck_exp`.
+/// - portable: five single-threaded BLAS GEMMs per (query tile, key block) around `ck_exp`.
 /// All compute the same gradients to f32 rounding.
 public enum AttentionBackward {
     public static let queryBlock = 64
@@ -27,25 +27,16 @@ public enum AttentionBackward {
     public static let fusedQueryBlock = 64
     public static let fusedKeyBlock = 96
 
-    /// The implementations of the backward, in order of speed.
-    public enum Kernel: Int, Sendable, CaseIterable, CustomStringConvertible {
-        /// Five BLAS GEMMs per tile (any CPU, any head size).
-        case blas = 0
-        /// The fused kernel with AVX2+FMA register tiles.
-        case avx2 = 1
-        /// The fused kernel with AVX-512F product tiles.
-        case avx512 = 2
+    /// The kernel path the process uses for heads of `headDim`: the fastest this CPU runs (the fused kernels need
+    /// `headDim` % 8 == 0), at most the engine's ``KernelPath/active`` (`LONGCTX_KERNELS`). On `.portable` the
+    /// backward runs on BLAS tiles, as the forward does.
+    public static func kernel(headDim: Int) -> KernelPath {
+        KernelPath(rawValue: min(ck_attention_backward_level(headDim), KernelPath.active.rawValue))!
+    }
 
-        /// The kernel the process uses for heads of `headDim`: the fastest this CPU runs (fused ones need
-        /// `headDim` % 8 == 0), at most the engine's ``KernelPath/active`` (`LONGCTX_KERNELS`; portable → BLAS).
-        public static func best(headDim: Int) -> Kernel {
-            Kernel(rawValue: min(Int(ck_attention_backward_level(headDim)), Int(KernelPath.active.rawValue)))!
-        }
-
-        /// Whether this CPU runs the kernel for heads of `headDim`.
-        public func available(headDim: Int) -> Bool { rawValue <= Int(ck_attention_backward_level(headDim)) }
-
-        public var description: String { ["BLAS", "AVX2", "AVX-512"][rawValue] }
+    /// Whether this CPU runs the backward's fused kernel of `path` for heads of `headDim` (`.portable` always).
+    public static func runs(_ path: KernelPath, headDim: Int) -> Bool {
+        path.rawValue <= ck_attention_backward_level(headDim)
     }
 
     /// Accumulates the gradients of attention for `count` queries at positions `firstPosition ..< firstPosition+count`
@@ -62,7 +53,7 @@ public enum AttentionBackward {
     ///   key indices `0 ..< kv.count`.
     /// - `workers`: parallel workers (query tiles are split statically; each keeps private key/value gradients that
     ///   are summed in worker order, so results do not depend on timing).
-    /// - `kernel`: the implementation (`nil`: ``Kernel/best(headDim:)``; one the CPU cannot run falls back to the
+    /// - `kernel`: the implementation (`nil`: ``kernel(headDim:)``; one the CPU cannot run falls back to the
     ///   fastest it can).
     public static func accumulate(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
                                   firstPosition: Int, kv: KeyValueView, causal: Bool = true,
@@ -72,15 +63,15 @@ public enum AttentionBackward {
                                   logSumExp: UnsafePointer<Float>,
                                   queryGradient: UnsafeMutablePointer<Float>, queryGradientStride: Int,
                                   keyGradient: UnsafeMutablePointer<Float>, valueGradient: UnsafeMutablePointer<Float>,
-                                  workers: Int, kernel: Kernel? = nil) {
+                                  workers: Int, kernel: KernelPath? = nil) {
         guard count > 0, kv.count > 0 else { return }
         let args = Args(shape: shape, query: query, queryStride: queryStride, count: count,
                         firstPosition: firstPosition, kv: kv, causal: causal, documentStart: documentStart,
                         output: output, outputStride: outputStride, dOut: outputGradient,
                         dOutStride: outputGradientStride, lse: logSumExp, dq: queryGradient,
                         dqStride: queryGradientStride)
-        let level = kernel.map { min($0.rawValue, Int(ck_attention_backward_level(shape.headDim))) }
-            ?? Kernel.best(headDim: shape.headDim).rawValue
+        let level = Int((kernel.map { min($0.rawValue, ck_attention_backward_level(shape.headDim)) }
+            ?? Self.kernel(headDim: shape.headDim).rawValue))
         if level > 0 {
             args.fused(keyGradient: keyGradient, valueGradient: valueGradient, workers: max(1, workers), level: level)
             return

@@ -178,7 +178,7 @@ func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
 
 /// The attention backward of one causal SmolLM-shaped layer (9/3 heads of 64) over `n` positions, after the
 /// forward that gives it its output and log-sum-exp: best of `REPS` (default 1) timed calls.
-func attentionBackward(_ n: Int, kernel: AttentionBackward.Kernel) {
+func attentionBackward(_ n: Int, kernel: KernelPath) {
     let shape = AttentionShape(heads: 9, kvHeads: 3, headDim: 64)
     let width = shape.heads * shape.headDim, kvSize = shape.kvHeads * n * shape.headDim
     var r = SeededRandom(seed: 5)
@@ -211,7 +211,7 @@ func attentionBackward(_ n: Int, kernel: AttentionBackward.Kernel) {
     }}}
     // Causal: n(n+1)/2 scores per head, five products of 2·headDim flops each (S, dP, dV, dK, dQ).
     let flops = Double(n) * Double(n + 1) / 2 * Double(shape.heads) * 10 * Double(shape.headDim)
-    print("{\"bench\":\"attention-backward\",\"n\":\(n),\"kernel\":\"\(kernel.available(headDim: 64) ? kernel : .best(headDim: 64))\",\"seconds\":\(t),\"gflops\":\(flops / t / 1e9)}")
+    print("{\"bench\":\"attention-backward\",\"n\":\(n),\"kernel\":\"\(AttentionBackward.runs(kernel, headDim: 64) ? kernel : AttentionBackward.kernel(headDim: 64))\",\"seconds\":\(t),\"gflops\":\(flops / t / 1e9)}")
 }
 
 /// Full fine-tuning steps on one random `n`-token sequence (next-token targets, mean loss): zero the gradients,
@@ -309,8 +309,9 @@ case "attention":
     attention(Int(args[2]) ?? 16384, fused: args.count > 3 ? args[3] != "blas" : true,
               keyBlock: args.count > 4 ? Int(args[4]) : nil)
 case "attention-backward":
-    let kernels: [String: AttentionBackward.Kernel] = ["blas": .blas, "avx2": .avx2, "avx512": .avx512]
-    attentionBackward(Int(args[2]) ?? 4096, kernel: args.count > 3 ? kernels[args[3]] ?? .best(headDim: 64) : .best(headDim: 64))
+    let kernels: [String: KernelPath] = ["blas": .portable, "portable": .portable, "avx2": .avx2, "avx512": .avx512]
+    let best = AttentionBackward.kernel(headDim: 64)
+    attentionBackward(Int(args[2]) ?? 4096, kernel: args.count > 3 ? kernels[args[3]] ?? best : best)
 case "lora-pair":
     // A synthetic fine-tune of BASE (known low-rank update per Linear + noise) for the LoRA benchmark:
     // lora-pair BASE OUT [rank] [noise]

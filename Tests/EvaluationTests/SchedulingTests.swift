@@ -12,6 +12,7 @@ final class PieceCounter: @unchecked Sendable {
     private var n = 0
     var count: Int { lock.withLock { n } }
     func add() { lock.withLock { n += 1 } }
+    func set(_ value: Int) { lock.withLock { n = value } }
 }
 
 /// A one-way flag.
@@ -125,9 +126,15 @@ struct SchedulingTests {
         while held.count == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
         let long = Task { try await backend.complete(CompletionRequest(prompt: longPrompt, maxTokens: 300)) { _ in pieces.add(); return true } }
         while backend.scheduler.pending < 2 { try await Task.sleep(nanoseconds: 5_000_000) }
+        // The long one's count is read in the short one's piece callback, on the engine's thread, so a busy
+        // cooperative pool (other suites running) cannot delay the reading past the long one's end.
+        let whenShortStreamed = PieceCounter()
         let short = Task {
-            let r = try await backend.complete(CompletionRequest(prompt: "hello", maxTokens: 4))
-            return (r, pieces.count)
+            let r = try await backend.complete(CompletionRequest(prompt: "hello", maxTokens: 4)) { _ in
+                whenShortStreamed.set(pieces.count)
+                return true
+            }
+            return (r, whenShortStreamed.count)
         }
         while backend.scheduler.pending < 3 { try await Task.sleep(nanoseconds: 5_000_000) }
         gate.signal()

@@ -1,5 +1,6 @@
 import Basics
 import Foundation
+import TensorCore
 import Testing
 import Training
 import Transformer
@@ -104,7 +105,7 @@ import Transformer
         }
 
         /// Our gradients, from calls over the key splits given (`[0, n)` in one call by default).
-        func ours(_ kernel: AttentionBackward.Kernel, workers: Int = 2, keySplits: [Int]? = nil) -> (dq: [Float], dk: [Float], dv: [Float]) {
+        func ours(_ kernel: KernelPath, workers: Int = 2, keySplits: [Int]? = nil) -> (dq: [Float], dk: [Float], dv: [Float]) {
             let hd = shape.headDim, width = shape.heads * hd
             var gq = [Float](repeating: 0, count: q.count), gk = [Float](repeating: 0, count: k.count)
             var gv = [Float](repeating: 0, count: v.count)
@@ -168,10 +169,10 @@ import Transformer
         }
     }
 
-    static let fused: [AttentionBackward.Kernel] = [.avx2, .avx512]
+    static let fused: [KernelPath] = [.avx2, .avx512]
 
     /// Each fused kernel this CPU runs (those it cannot run show as skipped), 2 workers and 1.
-    @Test(.enabled(if: AttentionBackward.Kernel.avx2.available(headDim: 64), "no AVX2+FMA here: fused kernel skipped"),
+    @Test(.enabled(if: AttentionBackward.runs(.avx2, headDim: 64), "no AVX2+FMA here: fused kernel skipped"),
           arguments: cases)
     func avx2MatchesDoubleReference(_ c: Case) {
         let p = Problem(c)
@@ -179,7 +180,7 @@ import Transformer
         Self.check(p, p.ours(.avx2, workers: 1), "AVX2 1 worker \(c)")
     }
 
-    @Test(.enabled(if: AttentionBackward.Kernel.avx512.available(headDim: 64), "no AVX-512F here: kernel skipped"),
+    @Test(.enabled(if: AttentionBackward.runs(.avx512, headDim: 64), "no AVX-512F here: kernel skipped"),
           arguments: cases)
     func avx512MatchesDoubleReference(_ c: Case) {
         let p = Problem(c)
@@ -190,16 +191,16 @@ import Transformer
     @Test(arguments: cases)
     func blasMatchesDoubleReference(_ c: Case) {
         let p = Problem(c)
-        Self.check(p, p.ours(.blas), "BLAS \(c)")
+        Self.check(p, p.ours(.portable), "BLAS \(c)")
     }
 
     /// The fused kernels agree with the BLAS path (each also against the reference above).
-    @Test(.enabled(if: AttentionBackward.Kernel.avx2.available(headDim: 64), "no AVX2+FMA here: fused kernels skipped"),
+    @Test(.enabled(if: AttentionBackward.runs(.avx2, headDim: 64), "no AVX2+FMA here: fused kernels skipped"),
           arguments: [cases[2], cases[5], cases[6]])
     func fusedMatchesBLAS(_ c: Case) {
         let p = Problem(c)
-        let b = p.ours(.blas)
-        for kernel in Self.fused where kernel.available(headDim: c.headDim) {
+        let b = p.ours(.portable)
+        for kernel in Self.fused where AttentionBackward.runs(kernel, headDim: c.headDim) {
             let a = p.ours(kernel)
             for (name, x, y) in [("dQ", a.dq, b.dq), ("dK", a.dk, b.dk), ("dV", a.dv, b.dv)] {
                 let rel = Self.relative(x, y.map(Double.init))
@@ -210,15 +211,15 @@ import Transformer
 
     /// Ring-attention style: one call per key block (key positions offset by the view's `firstPosition`) with the
     /// final log-sum-exp adds up to the gradients of attention over all keys.
-    @Test(.enabled(if: AttentionBackward.Kernel.avx2.available(headDim: 64), "no AVX2+FMA here: kernel skipped"))
+    @Test(.enabled(if: AttentionBackward.runs(.avx2, headDim: 64), "no AVX2+FMA here: kernel skipped"))
     func avx2KeyBlocksAddUp() { Self.keyBlocksAddUp(.avx2) }
 
-    @Test(.enabled(if: AttentionBackward.Kernel.avx512.available(headDim: 64), "no AVX-512F here: kernel skipped"))
+    @Test(.enabled(if: AttentionBackward.runs(.avx512, headDim: 64), "no AVX-512F here: kernel skipped"))
     func avx512KeyBlocksAddUp() { Self.keyBlocksAddUp(.avx512) }
 
-    @Test func blasKeyBlocksAddUp() { Self.keyBlocksAddUp(.blas) }
+    @Test func blasKeyBlocksAddUp() { Self.keyBlocksAddUp(.portable) }
 
-    static func keyBlocksAddUp(_ kernel: AttentionBackward.Kernel) {
+    static func keyBlocksAddUp(_ kernel: KernelPath) {
         for c in [cases[3], cases[5], cases[4]] {
             let p = Problem(c)
             check(p, p.ours(kernel, keySplits: [0, 61, 62, 170, c.count]), "\(kernel) blocks \(c)")
@@ -227,7 +228,7 @@ import Transformer
 
     /// A head size the fused kernels do not take (not a multiple of 8) falls back to BLAS and stays exact.
     @Test func oddHeadSizeFallsBack() {
-        #expect(AttentionBackward.Kernel.best(headDim: 12) == .blas)
+        #expect(AttentionBackward.kernel(headDim: 12) == .portable)
         let p = Problem(Case(count: 45, heads: 2, kvHeads: 1, headDim: 12, window: 20))
         Self.check(p, p.ours(.avx512), "hd=12")
     }

@@ -212,7 +212,7 @@ func documentTokens(_ mixture: DataMixture, _ domain: Int, _ document: Int) -> [
             do { _ = try DataMixture.load([DomainSpec(path: path)], modelDirectory: Self.model); return "no error" }
             catch { return "\(error)" }
         }
-        #expect(failure(dir + "/a.jsonl") == "\(dir)/a.jsonl:3: missing string field \"text\"")
+        #expect(failure(dir + "/a.jsonl") == "\(dir)/a.jsonl:3: missing string field \"text\" (or \"prompt\" and \"completion\")")
         #expect(failure(dir + "/b.jsonl").hasPrefix("\(dir)/b.jsonl:3: invalid JSON"))
         #expect(failure(dir + "/empty.txt") == "\(dir)/empty.txt: empty file")
         #expect(failure(dir + "/empty.jsonl") == "\(dir)/empty.jsonl: no documents (only blank lines)")
@@ -264,7 +264,7 @@ func documentTokens(_ mixture: DataMixture, _ domain: Int, _ document: Int) -> [
         let r = try TestSupport.longctx(["data", "pack", "--model", Self.model, "--data", dir + "/bad.jsonl", "--out", badOut])
         #expect(r.status == 1)
         #expect(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-                == "Error: \(dir)/bad.jsonl:2: expected a JSON object with a \"text\" field")
+                == "Error: \(dir)/bad.jsonl:2: expected a JSON object with a \"text\" field (or \"prompt\" and \"completion\")")
         #expect(!FileManager.default.fileExists(atPath: badOut))
         #expect(try FileManager.default.contentsOfDirectory(atPath: (badOut as NSString).deletingLastPathComponent).isEmpty)
     }
