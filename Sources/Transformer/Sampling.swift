@@ -168,6 +168,11 @@ public struct TokenStepper: Sendable {
     public var isFinished: Bool { finishReason != nil }
     /// Whether the prompt has been run (generation proper has begun).
     public var isPrefilled: Bool { prefilled == promptIds.count }
+    /// Tokens still to run: the prompt's not yet prefilled plus the generation budget left (`maxTokens`, capped at
+    /// the context; an upper bound, as a stop may come sooner); 0 once finished. A scheduler's measure of remaining work.
+    public var remainingTokens: Int {
+        finishReason == nil ? promptIds.count - prefilled + max(0, budget - generatedIds.count) : 0
+    }
 
     /// One step: the next prompt chunk, or one token (sampled from the last logits, passed to `onToken`, then run
     /// unless it ends generation). Does nothing once finished.

@@ -6,6 +6,8 @@ import ModelIO
 import Serving
 import Transformer
 
+extension SchedulingPolicy: ExpressibleByArgument {}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions, streaming).")
@@ -20,6 +22,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-prompt-bytes"), help: "Longest prompt accepted, in UTF-8 bytes, checked before tokenizing (default: 32 per token of the model's context).") var maxPromptBytes: Int?
     @Option(name: .customLong("max-active"), help: "Generations interleaved a step at a time (each holds a KV cache); more wait their turn.") var maxActive = 8
     @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per scheduling step, so a long prompt does not hold up the others.") var prefillChunk = 128
+    @Option(help: "Which admitted generation steps next: shortest-first (least remaining prompt + max tokens; every 4th step the longest-waiting, so none starves) or round-robin (each in turn).") var schedule: SchedulingPolicy = .shortestFirst
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535 (0: any free port), got \(port)") }
@@ -35,7 +38,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model), weights: weights)
         let id = name ?? URL(fileURLWithPath: model).lastPathComponent
-        let server = OpenAIServer(backend: EngineBackend(lm, model: id, maxActive: maxActive, prefillChunk: prefillChunk), host: host, port: port,
+        let server = OpenAIServer(backend: EngineBackend(lm, model: id, maxActive: maxActive, prefillChunk: prefillChunk, policy: schedule), host: host, port: port,
                                   limits: .init(maxQueued: maxQueue, requestSeconds: requestTimeout, maxPromptBytes: maxPromptBytes))
         try await server.run { bound in
             FileHandle.standardError.write(Data("longctx serve: \(id) on http://\(host):\(bound)\n".utf8))

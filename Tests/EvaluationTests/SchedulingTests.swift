@@ -90,12 +90,13 @@ struct SchedulingTests {
     /// Steps of several requests interleaved — prompts in chunks of 7 tokens, greedy and seeded sampling — give
     /// exactly the ids and text each gives alone through `LanguageModel.generate` (the path checked against
     /// transformers in the engine's interop tests).
-    @Test func interleavedGenerationsMatchOneAtATime() async throws {
+    @Test(arguments: SchedulingPolicy.allCases)
+    func interleavedGenerationsMatchOneAtATime(policy: SchedulingPolicy) async throws {
         let (lm, _) = try Self.fixture.get()
         let prompts = ["hello there", Self.longPrompt, "a b c d e f g h i j k l m n o p", "zebra"]
         let params = prompts.indices.map { GenerationParameters(maxTokens: 24 + 5 * $0, temperature: $0 % 2 == 0 ? 0 : 0.9, seed: UInt64($0)) }
         let alone = try prompts.indices.map { try lm.generate(promptIds: lm.tokenizer.encodePrompt(prompts[$0]), parameters: params[$0]) }
-        let scheduler = EngineScheduler(lm, maxActive: 4, prefillChunk: 7)
+        let scheduler = EngineScheduler(lm, maxActive: 4, prefillChunk: 7, policy: policy)
         let together = try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
             for i in prompts.indices {
                 group.addTask { (i, try await scheduler.generate(promptIds: lm.tokenizer.encodePrompt(prompts[i]), parameters: params[i]) { _ in true }) }
@@ -145,14 +146,84 @@ struct SchedulingTests {
     }
 
     /// With requests interleaved, a 4-token request is answered while a 300-token one is still generating; one at a
-    /// time (`maxActive` 1, the former behaviour) it waits for the long one to finish.
+    /// time in arrival order (`maxActive` 1, round-robin: the former behaviour) it waits for the long one to finish;
+    /// one at a time shortest first, it is admitted before the long one.
     @Test func shortRequestIsNotHeldBehindALongOne() async throws {
         let (lm, long) = try Self.fixture.get()
         try #require(long.generatedIds.count == 300, "the fixture's long prompt must generate 300 tokens")
         let interleaved = try await Self.longPiecesWhenShortIsDone(EngineBackend(lm, model: "m", maxActive: 8, prefillChunk: 16))
         #expect(interleaved.when < interleaved.total / 3, "the short request waited for \(interleaved) of the long one's pieces")
-        let serial = try await Self.longPiecesWhenShortIsDone(EngineBackend(lm, model: "m", maxActive: 1))
+        let serial = try await Self.longPiecesWhenShortIsDone(EngineBackend(lm, model: "m", maxActive: 1, policy: .roundRobin))
         #expect(serial.when == serial.total, "one at a time, the short request waits for the long one: \(serial)")
+        let shortFirst = try await Self.longPiecesWhenShortIsDone(EngineBackend(lm, model: "m", maxActive: 1))
+        #expect(shortFirst.when == 0, "one at a time shortest first, the short request goes first: \(shortFirst)")
+    }
+
+    /// Queues seven 300-token generations — the first holding the engine at its first piece — and then a 4-token
+    /// request; returns the steps the engine ran from the release until the short request ended, and the short
+    /// request's own steps (prompt chunks of 16 + tokens generated).
+    static func stepsForShortBesideSevenLong(_ lm: LanguageModel, _ policy: SchedulingPolicy) async throws -> (taken: Int, own: Int) {
+        let scheduler = EngineScheduler(lm, maxActive: 8, prefillChunk: 16, policy: policy)
+        let ids = lm.tokenizer.encodePrompt(longPrompt), long = GenerationParameters(maxTokens: 300)
+        let gate = DispatchSemaphore(value: 0), held = PieceCounter()
+        let first = Task {
+            try await scheduler.generate(promptIds: ids, parameters: long) { _ in
+                held.add()
+                if held.count == 1 { gate.wait() }
+                return true
+            }
+        }
+        while held.count == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
+        let others = (0..<6).map { _ in Task { try await scheduler.generate(promptIds: ids, parameters: long) { _ in true } } }
+        while scheduler.pending < 7 { try await Task.sleep(nanoseconds: 5_000_000) }
+        let promptIds = lm.tokenizer.encodePrompt("hello")
+        let short = EngineScheduler.Job(promptIds: promptIds, parameters: GenerationParameters(maxTokens: 4)) { _ in true }
+        let answer = Task { try await scheduler.submit(short) }
+        while scheduler.pending < 8 { try await Task.sleep(nanoseconds: 5_000_000) }
+        let start = scheduler.steps
+        gate.signal()
+        let result = try await answer.value
+        for t in [first] + others { t.cancel() }
+        for t in [first] + others { _ = try? await t.value }  // cancelled before their first step: CancellationError
+        #expect(!result.generatedIds.isEmpty)
+        return (short.endStep - start, (promptIds.count + 15) / 16 + result.generatedIds.count)
+    }
+
+    /// Shortest remaining work first: a 4-token request queued beside seven admitted 300-token generations runs its
+    /// own steps with at most one step in ``ShortestWorkFirst/share`` going to another. Round-robin gives it one step
+    /// in eight, so it takes about eight times as many.
+    @Test func shortRequestRunsFirstBesideSevenLongOnes() async throws {
+        let (lm, _) = try Self.fixture.get()
+        let shortest = try await Self.stepsForShortBesideSevenLong(lm, .shortestFirst)
+        let share = ShortestWorkFirst.share
+        #expect(shortest.taken <= shortest.own + (shortest.own + share - 2) / (share - 1), "shortest-first: \(shortest)")
+        let roundRobin = try await Self.stepsForShortBesideSevenLong(lm, .roundRobin)
+        #expect(roundRobin.taken > 4 * roundRobin.own, "round-robin: \(roundRobin)")
+        print("steps until a 4-token request beside 7 long ones ended: shortest-first \(shortest), round-robin \(roundRobin)")
+    }
+
+    /// No starvation: a 50-token request beside 5-token requests that keep arriving (one always waiting) still runs
+    /// every ``ShortestWorkFirst/share``-th step, so it ends by step 4 × 50; each short request meanwhile ends within
+    /// 7 steps (its 5 + at most 2 given to the long one). Admission is shortest first too, with the arrival clock
+    /// added: a request is admitted before every request arriving after its key (arrival + work).
+    @Test func longRequestsProgressAmongShortOnes() {
+        var jobs: [(work: Int, lastRun: Int, long: Bool, arrival: Int)] = [(50, 0, true, 0)]
+        var step = 0, longEnded: Int?, slowestShort = 0
+        while longEnded == nil && step < 1000 {
+            if !jobs.contains(where: { !$0.long }) { jobs.append((5, step, false, step)) }
+            step += 1
+            guard let i = ShortestWorkFirst.next(jobs.map { ($0.work, $0.lastRun) }, step: step) else { break }
+            jobs[i].work -= 1
+            jobs[i].lastRun = step
+            if jobs[i].work == 0 {
+                if jobs[i].long { longEnded = step } else { slowestShort = max(slowestShort, step - jobs[i].arrival) }
+                jobs.remove(at: i)
+            }
+        }
+        #expect(longEnded.map { $0 <= ShortestWorkFirst.share * 50 } == true, "the 50-token request ended at step \(longEnded.map(String.init) ?? "never")")
+        #expect(slowestShort <= 7, "a short request took \(slowestShort) steps")
+        #expect(ShortestWorkFirst.admit([(0, 40), (30, 5)]) == 1, "a shorter request arriving before the key is admitted first")
+        #expect(ShortestWorkFirst.admit([(0, 40), (41, 5)]) == 0, "one arriving after it is not")
     }
 
     /// A non-streamed request whose client disconnects stops generating (the server watches the connection's TCP
