@@ -163,8 +163,10 @@ final class EngineScheduler: @unchecked Sendable {
         self.maxActive = max(1, maxActive)
         self.prefillChunk = prefillChunk
         self.policy = policy
-        let thread = Thread { self.loop() }
-        thread.name = "longctx-generate"
+        let thread = Thread {
+            Thread.current.name = "longctx-engine"  // on Linux named from within, at most 15 bytes (`scripts/soak` reads it)
+            self.loop()
+        }
         thread.start()
     }
 
@@ -300,8 +302,10 @@ public final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable 
 
     /// Starts the thread; it and this executor live as long as the process (a backend's lifetime in practice).
     public init(name: String) {
-        let thread = Thread { self.loop() }
-        thread.name = name
+        let thread = Thread {
+            Thread.current.name = name
+            self.loop()
+        }
         thread.start()
     }
 
