@@ -164,7 +164,7 @@ final class EngineScheduler: @unchecked Sendable {
         self.prefillChunk = prefillChunk
         self.policy = policy
         let thread = Thread {
-            Thread.current.name = "longctx-engine"  // on Linux named from within, at most 15 bytes (`scripts/soak` reads it)
+            nameThisThread("longctx-engine")
             self.loop()
         }
         thread.start()
@@ -303,7 +303,7 @@ public final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable 
     /// Starts the thread; it and this executor live as long as the process (a backend's lifetime in practice).
     public init(name: String) {
         let thread = Thread {
-            Thread.current.name = name
+            nameThisThread(name)
             self.loop()
         }
         thread.start()
@@ -327,4 +327,15 @@ public final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable 
             job.runSynchronously(on: asUnownedSerialExecutor())
         }
     }
+}
+
+/// Names the calling thread as the OS shows it (`/proc/PID/task/TID/comm`, where `scripts/soak` reads each thread's
+/// CPU time; Linux keeps 15 bytes). On Linux through `/proc/thread-self/comm`: Foundation's `Thread.name`, set from
+/// within a new thread, sometimes named another thread.
+func nameThisThread(_ name: String) {
+    #if os(Linux)
+    try? String(name.utf8.prefix(15))!.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+    #else
+    Thread.current.name = name
+    #endif
 }
