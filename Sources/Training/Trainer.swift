@@ -36,6 +36,13 @@ public struct TrainRequest: Sendable {
 /// through the evaluation library), so that training does not depend on a backend.
 public typealias StageRetrievalCheck = (_ check: StageCheck, _ modelDirectory: String) throws -> [StageCheckResult.LengthResult]
 
+/// What the workers other than rank 0 of a ``TrainingGroup`` throw when rank 0's stage check failed (rank 0 throws
+/// ``StageCheckFailed`` with the details and reports it).
+public struct StageCheckFailedOnRankZero: Error, CustomStringConvertible {
+    public let stage: String
+    public var description: String { "stage '\(stage)' failed its check on rank 0" }
+}
+
 /// A stage whose check failed: its checkpoint and the training state are written, and `--resume` goes on with the
 /// next stage (a deliberate override).
 public struct StageCheckFailed: Error, CustomStringConvertible {
@@ -123,7 +130,7 @@ public final class Trainer {
         self.group = group
         directory = try ModelDirectory(path: request.model)
         stages = try TrainingStages.load(path: request.stagesPath)
-        try Self.checkRing(stages, path: request.stagesPath, workers: group?.size ?? 1)
+        try Self.checkRing(stages, path: request.stagesPath, workers: group?.size ?? 1, ring: group?.ring ?? 1)
         ropes = try stages.resolveRopes(modelDirectory: directory.path)
         guard !request.data.isEmpty else { throw TrainingInputError("--data", "no training data given") }
         mixture = try DataMixture.load(request.data, modelDirectory: directory.path, sampling: stages.sampling)
@@ -160,17 +167,14 @@ public final class Trainer {
         lora?.prepare(store)
     }
 
-    /// Every stage's `ring` must be the run's number of workers (data parallelism over more workers than a ring is
-    /// not implemented), and stage checks run in one process.
-    static func checkRing(_ stages: TrainingStages, path: String, workers: Int) throws {
+    /// Every stage's ring size (its `ring`, or the run's) must divide the run's number of workers; the rest of the
+    /// workers are data parallelism.
+    static func checkRing(_ stages: TrainingStages, path: String, workers: Int, ring: Int) throws {
         for stage in stages.stages {
-            if let ring = stage.ring, ring != workers {
-                let how = workers == 1 ? "run with --ring \(ring) or under mpirun -np \(ring)" : "the run has \(workers) workers (--ring / mpirun -np); data parallelism over the rest is not implemented"
-                throw TrainingInputError(path, "stage '\(stage.name)': ring \(ring): \(how)")
-            }
-            if workers > 1, stage.check != nil {
-                throw TrainingInputError(path, "stage '\(stage.name)' has a check, which is not supported with a ring of workers yet; run the check with `longctx eval` on the stage's model")
-            }
+            let size = stage.ring ?? ring
+            guard workers % size != 0 else { continue }
+            let how = workers == 1 ? "run with --ring \(size) or under mpirun -np \(size)" : "the run has \(workers) workers (--ring × --data-parallel, or mpirun -np), which ring \(size) does not divide"
+            throw TrainingInputError(path, "stage '\(stage.name)': ring \(size): \(how)")
         }
     }
 
@@ -336,7 +340,8 @@ public final class Trainer {
         let directory = stageDirectory(index)
         if writes { try writeModel(to: directory, rope: ropes[index]) }
         var result: StageCheckResult?
-        if let spec = stage.check, let check {
+        // In a group rank 0 runs the check on the checkpoint it wrote; the others wait for its verdict below.
+        if let spec = stage.check, let check, writes {
             let lengths = try check(spec, directory)
             let short = spec.maxLossIncrease == nil ? nil : try heldOutLoss()
             result = StageCheckResult(task: spec.task, lengths: lengths, minAccuracy: spec.minAccuracy,
@@ -347,10 +352,11 @@ public final class Trainer {
         state.stageIndex += 1
         state.stageStep = 0
         try saveState()
-        if let result, !result.passed {
-            try writeReport(try TrainingLog.read(path: (request.out as NSString).appendingPathComponent(TrainingLog.fileName)))
-            throw StageCheckFailed(stage: stage.name, result: result, directory: directory)
-        }
+        let passed = try group?.shareFromRankZero(result?.passed ?? true) ?? (result?.passed ?? true)
+        guard !passed else { return }
+        guard let result else { throw StageCheckFailedOnRankZero(stage: stage.name) }
+        try writeReport(try TrainingLog.read(path: (request.out as NSString).appendingPathComponent(TrainingLog.fileName)))
+        throw StageCheckFailed(stage: stage.name, result: result, directory: directory)
     }
 
     /// Mean cross-entropy per token of the held-out sequences under the current weights and RoPE.
@@ -395,10 +401,11 @@ public final class Trainer {
         let store = model.parameters
         store.zeroGradients()
         var total = 0.0
-        for s in sequences {
+        for (index, s) in sequences.enumerated() {
             if let group {
-                total += try group.accumulateGradients(model: model, sequence: s, lossScale: 1 / Float(max(1, lossTokens)),
-                                                       layout: stage.layout).loss
+                total += try group.accumulateGradients(model: model, sequence: s, index: index,
+                                                       lossScale: 1 / Float(max(1, lossTokens)),
+                                                       layout: stage.layout, ring: stage.ring ?? group.ring).loss
             } else {
                 total += try model.accumulateGradients(s, lossScale: 1 / Float(max(1, lossTokens))).loss
             }

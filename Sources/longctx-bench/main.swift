@@ -17,7 +17,7 @@
 //                                            sequence of DIR (default smollm2-135m-instruct): best step's tok/s and
 //                                            seconds, peak RSS; one 256-token warm-up step first; env WORKERS (2)
 //   [mpirun -np P] longctx-bench ring-step N DIR [zigzag|contiguous] [pass-kv|all-gather] [--steps S]
-//                                         -> forward + backward of one N-token sequence of DIR sharded over the P MPI
+//                                         -> training step (forward + backward, AdamW) of one N-token sequence of DIR sharded over the P MPI
 //                                            ranks (ring attention; gradients all-reduced), the same random tokens as
 //                                            `train`; one JSON line per rank: best step's seconds, its attention
 //                                            communication/compute seconds, bytes sent, peak RSS; env WORKERS (1)
@@ -242,7 +242,8 @@ func train(_ n: Int, directory: String, recompute: Bool, steps: Int) throws {
     print("{\"bench\":\"train\",\"tokens\":\(n),\"workers\":\(workers),\"recompute\":\(recompute),\"optimizer\":true,\"seconds\":\(best.step),\"forward_backward_seconds\":\(best.backward),\"optimizer_seconds\":\(best.optimizer),\"tokens_per_second\":\(Double(n) / best.step),\"loss\":\(best.loss),\"peak_rss_bytes\":\(peakRSS())}")
 }
 
-/// Ring-sharded forward + backward steps (see the usage line); one 256-token warm-up step first.
+/// Ring-sharded training steps (forward + backward, gradients all-reduced, AdamW; see the usage line); one 256-token
+/// warm-up step first.
 func ringStep(_ n: Int, directory: String, layout: SequenceLayoutKind, strategy: RingStrategy, steps: Int) throws {
     let comm = try MPICommunicator()
     defer { comm.finalize() }
@@ -251,22 +252,26 @@ func ringStep(_ n: Int, directory: String, layout: SequenceLayoutKind, strategy:
     var r = SeededRandom(seed: 3)
     let vocab = model.configuration.vocabSize
     let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
-    var best = (step: Double.infinity, stats: RingStatistics(), reduce: 0.0, loss: 0.0)
+    // AdamW on every rank after the all-reduce, as the trainer does: a full training step.
+    let learningRate = 1e-5
+    var adamW = AdamW(store: model.parameters, options: AdamWOptions(learningRate: learningRate))
+    var best = (step: Double.infinity, stats: RingStatistics(), reduce: 0.0, optimizer: 0.0, loss: 0.0)
     for s in 0...max(1, steps) {
         let sequence = TrainingSequence(causal: s == 0 ? Array(ids.prefix(256)) : ids)
         let shard = try SequenceShard(kind: layout, length: sequence.count, workers: comm.size, rank: comm.rank)
         let ring = try RingAttention(communicator: comm, shard: shard, strategy: strategy)
         try comm.barrier()
-        var loss = 0.0, reduce = 0.0
+        var loss = 0.0, reduce = 0.0, optimizer = 0.0
         let t = try seconds {
             model.parameters.zeroGradients()
             let mine = try ShardedTraining.accumulateGradients(model, sequence, lossScale: 1 / Float(sequence.lossTokens), ring: ring)
             reduce = try seconds { try ShardedTraining.allReduceGradients(model, over: comm) }
             loss = try ShardedTraining.allReduce(loss: mine.loss, tokens: mine.tokens, over: comm).loss
+            optimizer = seconds { adamW.update(model.parameters, learningRate: learningRate, threads: workers) }
         }
-        if s > 0 && t < best.step { best = (t, ring.statistics, reduce, loss / Double(sequence.lossTokens)) }
+        if s > 0 && t < best.step { best = (t, ring.statistics, reduce, optimizer, loss / Double(sequence.lossTokens)) }
     }
-    print("{\"bench\":\"ring-step\",\"tokens\":\(n),\"ranks\":\(comm.size),\"rank\":\(comm.rank),\"workers\":\(workers),\"layout\":\"\(layout.rawValue)\",\"strategy\":\"\(strategy.rawValue)\",\"seconds\":\(best.step),\"attention_compute_seconds\":\(best.stats.computeSeconds),\"attention_communication_seconds\":\(best.stats.communicationSeconds),\"gradient_allreduce_seconds\":\(best.reduce),\"bytes_sent\":\(best.stats.bytesSent),\"loss\":\(best.loss),\"peak_rss_bytes\":\(peakRSS())}")
+    print("{\"bench\":\"ring-step\",\"tokens\":\(n),\"ranks\":\(comm.size),\"rank\":\(comm.rank),\"workers\":\(workers),\"layout\":\"\(layout.rawValue)\",\"strategy\":\"\(strategy.rawValue)\",\"seconds\":\(best.step),\"attention_compute_seconds\":\(best.stats.computeSeconds),\"attention_communication_seconds\":\(best.stats.communicationSeconds),\"gradient_allreduce_seconds\":\(best.reduce),\"optimizer_seconds\":\(best.optimizer),\"bytes_sent\":\(best.stats.bytesSent),\"loss\":\(best.loss),\"peak_rss_bytes\":\(peakRSS())}")
 }
 
 /// Same counting as `longctx eval`: the prompt as the engine is fed it.

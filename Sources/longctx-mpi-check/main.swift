@@ -9,6 +9,7 @@ import Training
 // when any error exceeds 1e-5 (relative to the largest reference magnitude).
 //
 //   longctx-mpi-check attention LENGTH LAYOUT STRATEGY MASK   (layouts: contiguous|zigzag; strategies: pass-kv|all-gather)
+//     (each rank prints its errors, message count and network namespace)
 //   longctx-mpi-check gradients MODEL_DIR LENGTH LAYOUT STRATEGY   (a tiny model's gradients of one sequence)
 
 let tolerance = 1e-5
@@ -16,6 +17,11 @@ let tolerance = 1e-5
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
     exit(2)
+}
+
+/// This process's network namespace (`net:[inode]`), so that a test can see where each rank ran.
+func networkNamespace() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")) ?? "unknown"
 }
 
 func attentionCheck(_ args: [String], _ comm: MPICommunicator) throws -> Bool {
@@ -29,7 +35,7 @@ func attentionCheck(_ args: [String], _ comm: MPICommunicator) throws -> Bool {
     let mine = try problem.run(ring)
     let errors = RingCheckProblem.errors(mine, reference: problem.rows(of: problem.reference(), shard: shard))
     let text = errors.map { "\($0.name) \(String(format: "%.2e", $0.error))" }.joined(separator: " ")
-    print("rank \(comm.rank)/\(comm.size) \(layout.rawValue) \(strategy.rawValue) \(mask.rawValue): \(text) messages \(ring.statistics.messages)")
+    print("rank \(comm.rank)/\(comm.size) \(layout.rawValue) \(strategy.rawValue) \(mask.rawValue): \(text) messages \(ring.statistics.messages) netns \(networkNamespace())")
     return errors.allSatisfy { $0.error < tolerance }
 }
 

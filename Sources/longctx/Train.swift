@@ -21,6 +21,8 @@ struct Train: ParsableCommand {
     @Option(help: "Parallel workers (a resumed run must use the same number).") var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
     @Option(name: .customLong("held-out"), help: "Held-out data for the stages' short-context loss check (check.max_loss_increase).")
     var heldOut: [String] = []
+    @Option(name: .customLong("data-parallel"), help: "Rings that take different sequences of each step, gradients summed over all (data parallelism): --ring P --data-parallel D runs P·D workers in this process; under mpirun it is -np / --ring.")
+    var dataParallel: Int?
     @OptionGroup var lora: LoRAOptions
     @OptionGroup var estimate: EstimateOptions
 
@@ -39,9 +41,11 @@ struct Train: ParsableCommand {
         let progress = TrainingProgress(stageCount: stageCount)
         if MPICommunicator.launchedByMPI {
             // Ranks other than 0 write nothing and print nothing.
-            guard try MPITraining.train(request, ring: estimate.ring, progress: progress, check: Self.retrievalCheck) != nil else { return }
-        } else if estimate.ring > 1 {
-            try RingTraining.train(request, workers: estimate.ring, progress: progress, check: Self.retrievalCheck)
+            guard try MPITraining.train(request, ring: estimate.ring, dataParallel: dataParallel, progress: progress,
+                                        check: Self.retrievalCheck) != nil else { return }
+        } else if estimate.ring > 1 || (dataParallel ?? 1) > 1 {
+            try RingTraining.train(request, ring: estimate.ring, dataParallel: dataParallel ?? 1, progress: progress,
+                                   check: Self.retrievalCheck)
         } else {
             try Trainer(request).run(progress: progress, check: Self.retrievalCheck)
         }
@@ -63,7 +67,7 @@ struct Train: ParsableCommand {
 struct EstimateOptions: ParsableArguments {
     @Flag(help: "Print per stage the FLOPs per step, memory and traffic per rank and the expected step time; train nothing (only config.json of --model is read).")
     var estimate = false
-    @Option(help: "Workers each sequence is sharded over (ring attention): threads of this process, or the ranks of `mpirun -np N … --ring N`; with --estimate, the ranks to plan for.")
+    @Option(help: "Workers each sequence is sharded over (ring attention): threads of this process, or ranks of `mpirun -np N … --ring P` (P divides N; the N / P rings are data parallelism); with --estimate, the ranks to plan for.")
     var ring = 1
     @Option(name: .customLong("rank-tflops"), help: "With --estimate: sustained TFLOP/s of one rank (default: measured here with --workers threads).")
     var rankTFLOPs: Double?
