@@ -2,6 +2,7 @@ import Distributed
 import Foundation
 import TestSupport
 import Testing
+import Training
 
 /// Two "hosts" on this machine: two network namespaces joined by a veth pair, each with its own address on a
 /// private /24. `mpirun` runs in the first; Open MPI's launcher reaches the second through an rsh agent that runs

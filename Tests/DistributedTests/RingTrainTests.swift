@@ -146,12 +146,12 @@ import Training
     /// check stops every worker with rank 0's error (checkpoint written), and `--resume` then finishes.
     @Test func stageCheckRunsOnRankZero() throws {
         let stages = Self.fixture.root + "/check.yaml"
-        try Self.stagesYAML.replacingOccurrences(of: "steps: 5", with: "steps: 2\n    check: {task: passkey, lengths: [128], samples: 2, min_accuracy: 1.0}")
+        try Self.stagesYAML.replacingOccurrences(of: "steps: 5", with: "steps: 2\n    check: {task: passkey, lengths: [256], samples: 2, min_accuracy: 1.0}")
             .write(toFile: stages, atomically: true, encoding: .utf8)
         let out = Self.fixture.root + "/check"
         let first = try TestSupport.longctx(Self.arguments(out: out, ring: 2, stages: stages))
         #expect(first.status == 1)
-        #expect(first.stderr.contains("stage 'ring' failed its check") && first.stderr.contains("128: 0 %"), "\(first.stderr)")
+        #expect(first.stderr.contains("stage 'ring' failed its check") && first.stderr.contains("256: 0 %"), "\(first.stderr)")
         #expect(FileManager.default.fileExists(atPath: out + "/stage-1/model.safetensors"))
         #expect(!FileManager.default.fileExists(atPath: out + "/final"))
         let resumed = try TestSupport.longctx(Self.arguments(out: out, ring: 2, stages: stages) + ["--resume"])
