@@ -14,7 +14,14 @@ public enum RingTraining {
         nonisolated(unsafe) let progress = progress, check = check
         let records = try InProcessGroup.run(size: ring * dataParallel) { comm in
             let trainer = try Trainer(request, group: RingTrainingGroup(communicator: comm, ring: ring, strategy: strategy))
-            return try trainer.run(progress: comm.rank == 0 ? progress : nil, check: check)
+            do {
+                return try trainer.run(progress: comm.rank == 0 ? progress : nil, check: check)
+            } catch let error as StageCheckFailedOnRankZero {
+                // Rank 0 throws the check's own error; wait here until it has (the barrier then fails) so that its
+                // error is the one reported, not this one.
+                try comm.barrier()
+                throw error
+            }
         }
         return records[0]
     }

@@ -18,12 +18,17 @@ public struct RankCapacity: Sendable, Equatable, Codable {
     public var linkBytesPerSecond: Double
     /// Bytes per second of the rank's own memory (AdamW's update is bound by it).
     public var memoryBytesPerSecond: Double
+    /// Resident bytes of a rank's process before any model or sequence is allocated (code, libraries, runtime,
+    /// thread stacks).
+    public var runtimeBytes: Double
     /// Where the figures come from, for the table (e.g. "measured on this machine, 2 threads").
     public var source: String
 
     public init(matmulFLOPs: Double, attentionFLOPs: Double, attentionBackwardFLOPs: Double, memoryBytes: Double? = nil,
-                linkBytesPerSecond: Double, memoryBytesPerSecond: Double, source: String) {
+                linkBytesPerSecond: Double, memoryBytesPerSecond: Double,
+                runtimeBytes: Double = TrainingEstimate.runtimeBytes, source: String) {
         self.memoryBytesPerSecond = memoryBytesPerSecond
+        self.runtimeBytes = runtimeBytes
         self.matmulFLOPs = matmulFLOPs; self.attentionFLOPs = attentionFLOPs
         self.attentionBackwardFLOPs = attentionBackwardFLOPs; self.memoryBytes = memoryBytes
         self.linkBytesPerSecond = linkBytesPerSecond; self.source = source
@@ -72,7 +77,8 @@ public struct StageEstimate: Sendable, Equatable, Codable {
 ///   (once with recomputation, per layer without), the forward and backward scratch `2d + 4I + 3q + 6kv + 3d`, and
 ///   for `P > 1` the ring's double buffers `6·kv` (K and V in flight, dK/dV partial sums).
 public enum TrainingEstimate {
-    /// The process itself (runtime, BLAS, thread stacks, tokenizer), measured ≈ 100–150 MiB on this trainer.
+    /// A rank's process itself (runtime, BLAS, thread stacks) when the figures are given rather than measured
+    /// (measured figures use this process's own resident bytes, ``RankCapacity/measure(configuration:workers:rows:memoryBytes:)``).
     public static let runtimeBytes = 128.0 * 1_048_576
 
     /// The estimates of every stage of a stages file for a model directory (only `config.json` is read, so a
@@ -153,7 +159,7 @@ public enum TrainingEstimate {
         let compute = Double(sequences) * matmul / capacity.matmulFLOPs / Double(p) + attentionSeconds + optimizerSeconds
         let ringSeconds = ringBytes / capacity.linkBytesPerSecond
         let exposed = max(0, ringSeconds - attentionSeconds) + allReduce / capacity.linkBytesPerSecond
-        let peak = runtimeBytes + state + activation + kvBytes
+        let peak = capacity.runtimeBytes + state + activation + kvBytes
         return StageEstimate(
             stage: stage.name, seqLen: n, ring: p, sequencesPerStep: sequences, tokensPerRank: local,
             matmulFLOPsPerStep: matmul * Double(sequences), attentionFLOPsPerStep: attention * Double(sequences),
@@ -200,9 +206,11 @@ extension RankCapacity {
     /// Measures this machine with the model's shapes and `workers` threads: a linear layer's product
     /// (`rows × d` by `d × min(I, 8192)`), causal blockwise attention of `rows` queries over themselves forward
     /// (``BlockwiseAttention``) and backward (``AttentionBackward``), and memory copy bandwidth (the link between
-    /// ranks on one host). Each figure is the best of three runs; takes a few seconds.
+    /// ranks on one host), and this process's resident bytes before it allocates anything for the measurement (what
+    /// a rank holds besides its model and sequence). Each rate is the best of three runs; takes a few seconds.
     public static func measure(configuration c: TransformerConfiguration, workers: Int, rows: Int = 1024,
                                memoryBytes: Double? = nil) -> RankCapacity {
+        let runtime = Double(ProcessMemory.residentBytes())
         let d = c.hiddenSize, cols = min(c.intermediateSize, 8192)
         let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, slidingWindow: nil)
         let q = c.heads * c.headDim, kvw = c.kvHeads * c.headDim
@@ -248,6 +256,7 @@ extension RankCapacity {
         return RankCapacity(matmulFLOPs: 2 * Double(rows * cols * d) / matmul, attentionFLOPs: attentionFLOPs / forward,
                             attentionBackwardFLOPs: 2.5 * attentionFLOPs / backward, memoryBytes: memoryBytes,
                             linkBytesPerSecond: Double(4 << 24) / copy, memoryBytesPerSecond: 2 * Double(4 << 24) / copy,
+                            runtimeBytes: runtime > 0 ? runtime : TrainingEstimate.runtimeBytes,
                             source: "measured on this machine, \(workers) thread\(workers == 1 ? "" : "s") per rank")
     }
 }

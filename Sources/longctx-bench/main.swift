@@ -21,6 +21,7 @@
 //                                            ranks (ring attention; gradients all-reduced), the same random tokens as
 //                                            `train`; one JSON line per rank: best step's seconds, its attention
 //                                            communication/compute seconds, bytes sent, peak RSS; env WORKERS (1)
+//   longctx-bench estimate DIR STAGES RING [WORKERS] -> `longctx train --estimate --json` with measured rates
 //   longctx-bench ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]
 //                                         -> per task: seconds to generate and length-fit RULER samples (the code
 //                                            path of `longctx eval ruler`), timed after the tokenizer is loaded
@@ -91,13 +92,7 @@ func stRead(_ path: String) throws {
 }
 
 /// Peak resident set size of this process (VmHWM), bytes.
-func peakRSS() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-    }
-    return 0
-}
+func peakRSS() -> Int { ProcessMemory.peakResidentBytes() }
 
 /// `"kernel_path":…,"cpu_flags":…` JSON members: the kernel path the run used and the CPU flags it was chosen from.
 nonisolated var kernelJSON: String { "\"kernel_path\":\"\(KernelPath.active)\",\"cpu_flags\":\"\(KernelPath.cpuFlags)\"" }
@@ -344,6 +339,16 @@ case "ring-step":
         fatalError("ring-step: layout is contiguous|zigzag, strategy pass-kv|all-gather")
     }
     try ringStep(n, directory: args[3], layout: layout, strategy: strategy, steps: steps)
+case "estimate":
+    // estimate DIR STAGES RING [WORKERS]: what `longctx train --estimate --json` prints with measured rates (the
+    // same library call), for scripts/bench-ring where only the release longctx-bench is built.
+    guard args.count > 4, let ring = Int(args[4]) else { fatalError("usage: longctx-bench estimate DIR STAGES RING [WORKERS]") }
+    let workers = args.count > 5 ? Int(args[5]) ?? 1 : 1
+    let (rows, capacity) = try TrainingEstimate.plan(modelDirectory: args[2], stagesPath: args[3], ring: ring) {
+        RankCapacity.measure(configuration: $0, workers: workers)
+    }
+    struct Plan: Encodable { let capacity: RankCapacity; let stages: [StageEstimate] }
+    print(String(decoding: try JSONEncoder().encode(Plan(capacity: capacity, stages: rows)), as: UTF8.self))
 case "ruler-prep":
     try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
                   samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")
