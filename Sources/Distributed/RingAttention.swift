@@ -241,6 +241,9 @@ public final class RingAttention: AttentionStrategy {
         } else {
             final = sums[0]
         }
+        // The last exchange sent from `sums` and may still have been reading it (MPI reads a large send buffer in
+        // place): the buffers must outlive it, not just their last use in the loop.
+        withExtendedLifetime((blocks, sums)) {}
         timed(\.communicationSeconds) {
             add(final.pointer, into: keyGradient, count: blockFloats(shard, q.shape) / 2)
             add(final.pointer + blockFloats(shard, q.shape) / 2, into: valueGradient, count: blockFloats(shard, q.shape) / 2)

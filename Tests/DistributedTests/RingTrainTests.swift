@@ -79,6 +79,18 @@ import Training
         }
     }
 
+    /// A run in `out` (its process result `r`) ended with the single-process weights to 1e-5 and the same losses.
+    static func expectMatchesSingleProcess(_ out: String, _ r: TestSupport.ProcessResult) throws {
+        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        let e = try weightError(out + "/final", reference)
+        #expect(e.error < 1e-5, "\(e.name): \(e.error)")
+        let log = try records(out), single = try records(reference + "/..")
+        #expect(log.count == single.count)
+        for (a, b) in zip(log, single) {
+            #expect(abs((a["loss"] as! Double) - (b["loss"] as! Double)) < 1e-5 * (b["loss"] as! Double))
+        }
+    }
+
     /// 5 steps (2 sequences of 96 tokens each, documents crossing the shard boundaries) with `--ring 2` in one
     /// process end within 1e-5 of the single-process weights; the log has the communication/compute split.
     @Test func inProcessRingMatchesSingleProcess() throws {
@@ -100,11 +112,7 @@ import Training
     @Test(.enabled(if: MPI.canRun, "mpirun (openmpi-bin) is not installed"))
     func mpiRingMatchesSingleProcess() throws {
         let out = Self.fixture.root + "/mpi"
-        let r = try MPI.run(ranks: 2, TestSupport.longctxPath, Self.arguments(out: out, ring: 2))
-        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
-        let e = try Self.weightError(out + "/final", Self.reference)
-        #expect(e.error < 1e-5, "\(e.name): \(e.error)")
-        #expect(try Self.records(out).count == 5)
+        try Self.expectMatchesSingleProcess(out, try MPI.run(ranks: 2, TestSupport.longctxPath, Self.arguments(out: out, ring: 2)))
     }
 
     /// Under mpirun a `--ring` that does not divide the number of ranks is one error line and a non-zero exit.
@@ -121,25 +129,14 @@ import Training
     /// single-process weights (its gradient accumulation over the same 2 sequences), same losses.
     @Test func inProcessDataParallelMatchesSingleProcess() throws {
         let out = Self.fixture.root + "/dp-threads"
-        let r = try TestSupport.longctx(Self.arguments(out: out, ring: 2) + ["--data-parallel", "2"])
-        #expect(r.status == 0, "\(r.stderr)")
-        let e = try Self.weightError(out + "/final", Self.reference)
-        #expect(e.error < 1e-5, "\(e.name): \(e.error)")
-        let single = try Self.records(Self.reference + "/..")
-        for (a, b) in zip(try Self.records(out), single) {
-            #expect(abs((a["loss"] as! Double) - (b["loss"] as! Double)) < 1e-5 * (b["loss"] as! Double))
-        }
+        try Self.expectMatchesSingleProcess(out, try TestSupport.longctx(Self.arguments(out: out, ring: 2) + ["--data-parallel", "2"]))
     }
 
     /// The same with MPI ranks: `mpirun -np 4 longctx train … --ring 2` (two rings of two ranks).
     @Test(.enabled(if: MPI.canRun, "mpirun (openmpi-bin) is not installed"))
     func mpiDataParallelMatchesSingleProcess() throws {
         let out = Self.fixture.root + "/dp-mpi"
-        let r = try MPI.run(ranks: 4, TestSupport.longctxPath, Self.arguments(out: out, ring: 2))
-        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
-        let e = try Self.weightError(out + "/final", Self.reference)
-        #expect(e.error < 1e-5, "\(e.name): \(e.error)")
-        #expect(try Self.records(out).count == 5)
+        try Self.expectMatchesSingleProcess(out, try MPI.run(ranks: 4, TestSupport.longctxPath, Self.arguments(out: out, ring: 2)))
     }
 
     /// A stage check inside a ring: rank 0 runs it on the stage's checkpoint while the other worker waits; a failed
