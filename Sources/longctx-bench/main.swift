@@ -5,7 +5,8 @@
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
 //   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS, the
 //                                            kernel path and CPU flags (env LONGCTX_KERNELS picks a lower path;
-//                                            env WEIGHTS=stored|q8_0|q4_0|q4_1 the weight format)
+//                                            env WEIGHTS=stored|q8_0|q4_0|q4_1 the weight format,
+//                                            COMPUTE=f32|bf16 the product arithmetic)
 //   longctx-bench gemm M N K [transB]     -> single-threaded cblas_sgemm GFLOP/s of one shape (best of 5)
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
@@ -104,7 +105,8 @@ nonisolated var kernelJSON: String { "\"kernel_path\":\"\(KernelPath.active)\",\
 
 func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
     let format = WeightFormat(rawValue: ProcessInfo.processInfo.environment["WEIGHTS"] ?? "stored") ?? .stored
-    let model = try TransformerModel(directory: dir, weights: format)
+    let compute = ComputePrecision(rawValue: ProcessInfo.processInfo.environment["COMPUTE"] ?? "f32") ?? .f32
+    let model = try TransformerModel(directory: dir, weights: format, compute: compute)
     var r = SeededRandom(seed: 3)
     let vocab = model.configuration.vocabSize
     let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
@@ -121,7 +123,7 @@ func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
             }
         }
     }
-    print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS()),\"weights\":\"\(format.rawValue)\",\(kernelJSON)}")
+    print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS()),\"weights\":\"\(format.rawValue)\",\"compute\":\"\(model.computePath)\",\(kernelJSON)}")
 }
 
 func gemm(m: Int, n: Int, k: Int, transB: Bool) {
