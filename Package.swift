@@ -92,7 +92,7 @@ let package = Package(
         // Micro-benchmarks driven by scripts/bench.
         // Ring attention / sharded-step exactness check run under `mpirun` by DistributedTests.
         .executableTarget(name: "longctx-mpi-check", dependencies: ["Basics", "Distributed", "DistributedMPI", "ModelIO", "Training", "Transformer"]),
-        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation", "Training", "Distributed", "DistributedMPI"]),
+        .executableTarget(name: "longctx-bench", dependencies: ["Basics", "CKernels", "TensorCore", "ModelIO", "Transformer", "Tokenizers", "LoRA", "Evaluation", "Training", "Distributed", "DistributedMPI"]),
 
         .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),

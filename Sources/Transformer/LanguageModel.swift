@@ -30,9 +30,10 @@ public final class LanguageModel: @unchecked Sendable {
 
     /// Loads `config.json`, the safetensors weights and `tokenizer.json` (+ `tokenizer_config.json`,
     /// `generation_config.json`) from `directory`, and checks that the tokenizer fits the model; `weights` as in
-    /// ``TransformerModel/init(directory:weights:)``.
-    public static func load(directory: String, weights: WeightFormat = .stored) throws -> LanguageModel {
-        let model = try TransformerModel(directory: directory, weights: weights)
+    /// ``TransformerModel/init(directory:weights:compute:)``.
+    public static func load(directory: String, weights: WeightFormat = .stored,
+                            compute: ComputePrecision = .f32) throws -> LanguageModel {
+        let model = try TransformerModel(directory: directory, weights: weights, compute: compute)
         let tokenizer = try Tokenizer.load(directory: directory)
         return try LanguageModel(model: model, tokenizer: tokenizer)
     }

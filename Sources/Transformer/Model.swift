@@ -41,22 +41,32 @@ public final class TransformerModel: @unchecked Sendable {
     private let attnBuf = FloatBuffer(), mlpBuf = FloatBuffer(), logitBuf = FloatBuffer()
     private let productBuf = FloatBuffer(), activationScales = FloatBuffer()
     private var activationQuants = [Int8]()
+    private var activationBF16 = [UInt16]()
 
     /// Loads a model directory (config.json + safetensors). Errors name the file and tensor.
-    public convenience init(directory path: String, weights format: WeightFormat = .stored) throws {
-        try self.init(directory: try ModelDirectory(path: path), weights: format)
+    public convenience init(directory path: String, weights format: WeightFormat = .stored,
+                            compute: ComputePrecision = .f32) throws {
+        try self.init(directory: try ModelDirectory(path: path), weights: format, compute: compute)
     }
 
     /// How the weight matrices are held (``WeightFormat``).
     public let weightFormat: WeightFormat
+    /// The arithmetic of the matrix products (``ComputePrecision``).
+    public let compute: ComputePrecision
+    /// What the matrix products run on in this process (``ComputePrecision/effectivePath``).
+    public var computePath: String { compute.effectivePath }
 
-    /// Loads a model directory; `weights` other than `.stored` quantizes the projections and the LM head at load.
-    public init(directory: ModelDirectory, weights format: WeightFormat = .stored) throws {
+    /// Loads a model directory; `weights` other than `.stored` quantizes the projections and the LM head at load;
+    /// `compute: .bf16` packs them as bf16 for `vdpbf16ps` products where the CPU has AVX-512 BF16.
+    public init(directory: ModelDirectory, weights format: WeightFormat = .stored,
+                compute: ComputePrecision = .f32) throws {
         self.directory = directory
         weightFormat = format
+        self.compute = compute
         configuration = try TransformerConfiguration(directory: directory)
         weights = try ModelWeights(checkpoint: try directory.weights(), configuration: configuration,
-                                   path: directory.path, format: format)
+                                   path: directory.path, format: format,
+                                   bf16: compute == .bf16 && ComputePrecision.bf16IsNative)
         rope = try RopeRuntime(configuration.rope)
     }
 
@@ -162,12 +172,19 @@ public final class TransformerModel: @unchecked Sendable {
 
     /// `out[rows × W.rows] (+)= input[rows × W.cols] · Wᵀ + bias` (a PyTorch `Linear`) through
     /// ``LayerOps/linear(_:rows:lda:weight:outFeatures:inFeatures:bias:out:ldc:accumulate:workers:)``, the weight
-    /// widened to f32 first when stored narrower.
+    /// widened to f32 first when stored narrower; on quantized weights for a few rows; on packed bf16 weights in
+    /// bf16 compute mode.
     private func linear(_ input: UnsafePointer<Float>, rows: Int, lda: Int? = nil, _ w: WeightMatrix, bias: [Float]?,
                         out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
         if let q = w.quantized, rows <= Self.quantizedProductRows {
             quantizedLinear(input, rows: rows, lda: lda ?? w.cols, q, bias: bias, out: out, ldc: ldc,
                             accumulate: accumulate)
+            return
+        }
+        if let packed = w.bf16 {
+            packed.multiply(input, m: rows, lda: lda ?? w.cols, out: out, ldc: ldc, accumulate: accumulate,
+                            workers: workers, scratch: &activationBF16)
+            if let bias { for r in 0..<rows { for j in 0..<w.rows { out[r * ldc + j] += bias[j] } } }
             return
         }
         w.withF32(scratch: weightScratch) { wp in

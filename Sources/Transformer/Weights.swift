@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import ModelIO
 import TensorCore
@@ -36,18 +37,45 @@ final class FloatBuffer: @unchecked Sendable {
 /// optionally a block-quantized copy (``WeightFormat``) that then replaces it in every product.
 /// f32 matrices are used in place (memory-mapped); f16/bf16 and quantized ones are widened to f32 into a scratch
 /// buffer just before a matrix product (matrix–vector products on quantized weights use integer kernels instead).
+/// In bf16 compute mode (``ComputePrecision/bf16``) a packed bf16 copy takes the products the integer kernels
+/// do not.
 struct WeightMatrix: @unchecked Sendable {
     let rows: Int
     let cols: Int
     let tensor: Tensor
     let quantized: QuantizedMatrix?
+    let bf16: PackedBF16Matrix?
 
-    init(_ tensor: Tensor, quantized: QuantizedMatrix? = nil) {
+    init(_ tensor: Tensor, quantized: QuantizedMatrix? = nil, bf16: PackedBF16Matrix? = nil) {
         precondition(tensor.rank == 2)
         self.tensor = tensor
         self.quantized = quantized
+        self.bf16 = bf16
         rows = tensor.shape[0]
         cols = tensor.shape[1]
+    }
+
+    /// This matrix prepared for decoding/compute: quantized to `format`, then (when `bf16`) with a packed bf16 copy
+    /// of the values the f32 path would use (bf16 checkpoints as stored; others rounded to nearest even).
+    func prepared(_ format: WeightFormat, bf16: Bool) -> WeightMatrix {
+        let q = quantized(format)
+        guard bf16 else { return q }
+        if q.quantized == nil && dtype == .bf16 {
+            let w = tensor.rawPointer.assumingMemoryBound(to: UInt16.self)
+            return WeightMatrix(tensor, bf16: PackedBF16Matrix(bf16: w, rows: rows, cols: cols))
+        }
+        var rounded = [UInt16](repeating: 0, count: rows * cols)
+        let row = FloatBuffer(cols), all = FloatBuffer()
+        if let qm = q.quantized { qm.dequantize(rows: rows, into: all.reserve(rows * cols)) }
+        rounded.withUnsafeMutableBufferPointer { dst in
+            for r in 0..<rows {
+                let src: UnsafeMutablePointer<Float>
+                if q.quantized != nil { src = all.pointer + r * cols } else { copyRow(r, into: row.pointer); src = row.pointer }
+                ck_f32_to_bf16(src, dst.baseAddress! + r * cols, cols)
+            }
+        }
+        let packed = rounded.withUnsafeBufferPointer { PackedBF16Matrix(bf16: $0.baseAddress!, rows: rows, cols: cols) }
+        return WeightMatrix(tensor, quantized: q.quantized, bf16: packed)
     }
 
     var dtype: DType { tensor.dtype }
@@ -125,9 +153,11 @@ struct ModelWeights: @unchecked Sendable {
     let finalNorm: [Float]
     let lmHead: WeightMatrix
 
-    /// Reads every parameter; with a quantized `format`, the projections and the LM head get quantized copies.
+    /// Reads every parameter; with a quantized `format`, the projections and the LM head get quantized copies,
+    /// with `bf16` packed bf16 copies too (``WeightMatrix/prepared(_:bf16:)``).
     init(checkpoint: Checkpoint, configuration c: TransformerConfiguration, path: String,
-         format: WeightFormat = .stored) throws {
+         format: WeightFormat = .stored, bf16: Bool = false) throws {
+        func prepare(_ w: WeightMatrix) -> WeightMatrix { w.prepared(format, bf16: bf16) }
         func load(_ name: String, _ shape: [Int]) throws -> Tensor {
             guard checkpoint.contains(name) else {
                 throw ModelIOError(path, "tensor '\(name)' is missing from the checkpoint")
@@ -160,13 +190,13 @@ struct ModelWeights: @unchecked Sendable {
             layers.append(LayerWeights(
                 inputNorm: try vector(p + "input_layernorm.weight", d),
                 postAttentionNorm: try vector(p + "post_attention_layernorm.weight", d),
-                qkv: WeightMatrix.stacked([q, k, v]).quantized(format),
+                qkv: prepare(WeightMatrix.stacked([q, k, v])),
                 qkvBias: qkvBias,
-                output: WeightMatrix(try load(p + "self_attn.o_proj.weight", [d, c.heads * hd])).quantized(format),
+                output: prepare(WeightMatrix(try load(p + "self_attn.o_proj.weight", [d, c.heads * hd]))),
                 outputBias: c.outputBias ? try vector(p + "self_attn.o_proj.bias", d) : nil,
-                gateUp: WeightMatrix.stacked([gate, up]).quantized(format),
+                gateUp: prepare(WeightMatrix.stacked([gate, up])),
                 gateUpBias: c.mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) + vector(p + "mlp.up_proj.bias", inter) : nil,
-                down: WeightMatrix(try load(p + "mlp.down_proj.weight", [d, inter])).quantized(format),
+                down: prepare(WeightMatrix(try load(p + "mlp.down_proj.weight", [d, inter]))),
                 downBias: c.mlpBias ? try vector(p + "mlp.down_proj.bias", d) : nil))
         }
         self.layers = layers
@@ -175,9 +205,9 @@ struct ModelWeights: @unchecked Sendable {
             guard c.tieWordEmbeddings else {
                 throw ModelIOError(path, "tensor 'lm_head.weight' is missing and tie_word_embeddings is false")
             }
-            lmHead = embedding.quantized(format)
+            lmHead = prepare(embedding)
         } else {
-            lmHead = WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])).quantized(format)
+            lmHead = prepare(WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])))
         }
     }
 }

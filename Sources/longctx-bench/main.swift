@@ -5,8 +5,10 @@
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
 //   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS, the
 //                                            kernel path and CPU flags (env LONGCTX_KERNELS picks a lower path;
-//                                            env WEIGHTS=stored|q8_0|q4_0|q4_1 the weight format)
+//                                            env WEIGHTS=stored|q8_0|q4_0|q4_1 the weight format,
+//                                            COMPUTE=f32|bf16 the product arithmetic)
 //   longctx-bench gemm M N K [transB]     -> single-threaded cblas_sgemm GFLOP/s of one shape (best of 5)
+//   longctx-bench gemm-bf16 M N K         -> the same for ck_bf16_gemm (C = A·Wᵀ, bf16 in, f32 accumulation)
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
 //                                            env WORKERS (2), REPS (1, best of), QB (query tile)
@@ -26,6 +28,7 @@
 //                                         -> per task: seconds to generate and length-fit RULER samples (the code
 //                                            path of `longctx eval ruler`), timed after the tokenizer is loaded
 import Basics
+import CKernels
 import Distributed
 import DistributedMPI
 import Evaluation
@@ -99,7 +102,8 @@ nonisolated var kernelJSON: String { "\"kernel_path\":\"\(KernelPath.active)\",\
 
 func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
     let format = WeightFormat(rawValue: ProcessInfo.processInfo.environment["WEIGHTS"] ?? "stored") ?? .stored
-    let model = try TransformerModel(directory: dir, weights: format)
+    let compute = ComputePrecision(rawValue: ProcessInfo.processInfo.environment["COMPUTE"] ?? "f32") ?? .f32
+    let model = try TransformerModel(directory: dir, weights: format, compute: compute)
     var r = SeededRandom(seed: 3)
     let vocab = model.configuration.vocabSize
     let ids = (0..<n).map { _ in Int(r.next() % UInt64(vocab)) }
@@ -116,7 +120,7 @@ func prefill(_ dir: String, tokens n: Int, decode steps: Int) throws {
             }
         }
     }
-    print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS()),\"weights\":\"\(format.rawValue)\",\(kernelJSON)}")
+    print("{\"bench\":\"prefill\",\"tokens\":\(n),\"seconds\":\(t),\"tokens_per_second\":\(Double(n) / t),\"decode_tokens_per_second\":\(steps > 0 ? Double(steps) / decodeSeconds : 0),\"kv_cache_bytes\":\(cache.bytes),\"peak_rss_bytes\":\(peakRSS()),\"weights\":\"\(format.rawValue)\",\"compute\":\"\(model.computePath)\",\(kernelJSON)}")
 }
 
 func gemm(m: Int, n: Int, k: Int, transB: Bool) {
@@ -131,6 +135,21 @@ func gemm(m: Int, n: Int, k: Int, transB: Bool) {
         } }.min()!
     }}}
     print("{\"bench\":\"gemm\",\"m\":\(m),\"n\":\(n),\"k\":\(k),\"gflops\":\(2 * Double(m * n * k) / t / 1e9)}")
+}
+
+/// Single-threaded `ck_bf16_gemm` GFLOP/s of one Linear shape, `C[m × n] = A[m × k] · Wᵀ` (best of 5; vdpbf16ps,
+/// or the portable loop without avx512_bf16), the counterpart of `gemm M N K t`.
+func gemmBF16(m: Int, n: Int, k: Int) {
+    var r = SeededRandom(seed: 1)
+    var a = [UInt16](repeating: 0, count: m * k), w = [UInt16](repeating: 0, count: n * k)
+    ck_f32_to_bf16((0..<(m * k)).map { _ in r.normal() }, &a, m * k)
+    ck_f32_to_bf16((0..<(n * k)).map { _ in r.normal() }, &w, n * k)
+    var packed = [UInt16](repeating: 0, count: ck_bf16_packed_count(n, k))
+    ck_bf16_pack(w, n, k, &packed)
+    var c = [Float](repeating: 0, count: m * n)
+    let path = ck_cpu_avx512_bf16() != 0 ? CK_BF16_AVX512 : CK_BF16_PORTABLE
+    let t = (0..<5).map { _ in seconds { _ = ck_bf16_gemm(a, k, m, k, packed, n, 0, (n + 15) / 16, &c, n, 0, path) } }.min()!
+    print("{\"bench\":\"gemm-bf16\",\"m\":\(m),\"n\":\(n),\"k\":\(k),\"path\":\"\(path == CK_BF16_AVX512 ? "avx512_bf16" : "portable")\",\"gflops\":\(2 * Double(m * n * k) / t / 1e9)}")
 }
 
 /// An integer from the environment, or `fallback`.
@@ -303,6 +322,8 @@ case "st-write":
     try SafetensorsWriter.write((0..<64).map { ("t\($0)", t) }, metadata: ["format": "pt"], to: args[2])
 case "prefill":
     try prefill(args[2], tokens: Int(args[3]) ?? 1024, decode: args.count > 4 ? Int(args[4]) ?? 0 : 0)
+case "gemm-bf16":
+    gemmBF16(m: Int(args[2])!, n: Int(args[3])!, k: Int(args[4])!)
 case "gemm":
     gemm(m: Int(args[2])!, n: Int(args[3])!, k: Int(args[4])!, transB: args.count > 5 && args[5] == "t")
 case "attention":
@@ -353,6 +374,6 @@ case "ruler-prep":
     try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
                   samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | attention N [fused|blas] [keyBlock] | attention-backward N [blas|avx2|avx512] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | train N [DIR] [--recompute] [--steps S] | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | gemm-bf16 M N K | attention N [fused|blas] [keyBlock] | attention-backward N [blas|avx2|avx512] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | train N [DIR] [--recompute] [--steps S] | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
     exit(2)
 }

@@ -4,6 +4,7 @@ import ModelIO
 import Transformer
 
 extension WeightFormat: ExpressibleByArgument {}
+extension ComputePrecision: ExpressibleByArgument {}
 
 struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,6 +22,7 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(name: .customLong("stop"), help: "Stop string (repeatable).") var stops: [String] = []
     @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0 or q4_1 (quantized at load; decoding runs on integer dot products).") var weights: WeightFormat = .stored
+    @Option(help: "Matrix-product arithmetic: f32 (the reference) or bf16 (bf16 weights × bf16-rounded activations, f32 accumulation, with vdpbf16ps where the CPU has avx512_bf16; f32 elsewhere).") var compute: ComputePrecision = .f32
     @Flag(help: "Print one JSON object (prompt_ids, generated_ids, text, timings) instead of streaming.") var json = false
 
     func validate() throws {
@@ -39,7 +41,7 @@ struct Generate: AsyncParsableCommand {
         } else {
             throw ValidationError("give --prompt or --prompt-file")
         }
-        let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model), weights: weights)
+        let lm = try LanguageModel.load(directory: try ModelResolver.resolve(model), weights: weights, compute: compute)
         let ids = try lm.promptIds(text, chat: chat, system: system)
         try lm.checkFits(promptTokens: ids.count, maxTokens: maxTokens, option: "--max-tokens")
         let parameters = GenerationParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP,

@@ -16,13 +16,13 @@ extension RealModelTests {
     /// directory imported from it with `--weights q8_0` / `q4_1` (the file's own blocks back) / `q4_0` and runs every prompt teacher-forced one token at a
     /// time through the KV cache (the integer matrix–vector kernels), llama.cpp evaluates the same ids on its Q4_1
     /// blocks; the top-1 token must agree at ≥ 95 % of positions (teacher forcing: one flip does not cascade).
-    /// llama.cpp is a peer built from source (`INSTALL_LLAMA_CPP=1 scripts/bench-engine` builds it, minutes of compiling),
+    /// llama.cpp is a peer built from source (`scripts/install-llama-cpp`, also run by `INSTALL_LLAMA_CPP=1 scripts/bench-engine`),
     /// not part of the interop requirements: the test runs where `llama_cpp` imports, and `LONGCTX_LLAMA_CPP=1`
     /// makes its absence a failure.
     static var llamaCppRequired: Bool { ProcessInfo.processInfo.environment["LONGCTX_LLAMA_CPP"] == "1" }
 
     @Test(.enabled(if: llamaCppRequired || TestSupport.pythonHas(["llama_cpp"]),
-                   "needs Python llama_cpp (INSTALL_LLAMA_CPP=1 scripts/bench-engine builds it; LONGCTX_LLAMA_CPP=1 makes its absence a failure)"),
+                   "needs Python llama_cpp (scripts/install-llama-cpp builds it; LONGCTX_LLAMA_CPP=1 makes its absence a failure)"),
           arguments: [WeightFormat.q8_0, .q4_1, .q4_0])
     func quantizedTop1AgreesWithLlamaCpp(_ format: WeightFormat) throws {
         try #require(TestSupport.pythonHas(["llama_cpp"]), "LONGCTX_LLAMA_CPP=1 but Python cannot import llama_cpp")

@@ -3,7 +3,9 @@
 Usage: engine_interop.py OUT_DIR
 Writes OUT_DIR/<case>/ (a model directory saved by transformers as safetensors) plus
 OUT_DIR/<case>/reference.json ({"input_ids": [...], "decode_split": k}) and
-OUT_DIR/<case>/logits.f32 (float32 little-endian, [len(input_ids), vocab], every position).
+OUT_DIR/<case>/logits.f32 (float32 little-endian, [len(input_ids), vocab], every position), and for the
+BF16_CASES also OUT_DIR/<case>/logits_bf16.f32: the same model run by transformers in bfloat16 (weights rounded to
+nearest even, every activation bf16), widened to float32.
 """
 import json, os, sys
 import torch
@@ -40,6 +42,7 @@ cases = {
     "qwen2-yarn": (Qwen2Config, Qwen2ForCausalLM, dict(max_position_embeddings=256, rope_parameters=rope("yarn", factor=4.0, original_max_position_embeddings=64, rope_theta=1000000.0)), "float32"),
     "mistral-window": (MistralConfig, MistralForCausalLM, dict(sliding_window=48, rope_parameters=rope("default")), "float32"),
 }
+BF16_CASES = {"llama-default", "llama-bf16", "qwen2"}
 only = set(sys.argv[2:])
 for name, (cfg_cls, model_cls, extra, dtype) in cases.items():
     if only and name not in only:
@@ -67,6 +70,12 @@ for name, (cfg_cls, model_cls, extra, dtype) in cases.items():
         logits = ref(ids).logits[0].float().contiguous()
     with open(os.path.join(d, "logits.f32"), "wb") as f:
         f.write(logits.numpy().astype("<f4").tobytes())
+    if name in BF16_CASES:
+        half_model = model_cls.from_pretrained(d, dtype=torch.bfloat16, attn_implementation="eager").eval()
+        with torch.no_grad():
+            lb = half_model(ids).logits[0].float().contiguous()
+        with open(os.path.join(d, "logits_bf16.f32"), "wb") as f:
+            f.write(lb.numpy().astype("<f4").tobytes())
     with open(os.path.join(d, "reference.json"), "w") as f:
         json.dump({"input_ids": ids[0].tolist(), "transformers": transformers.__version__}, f)
 print("ok")

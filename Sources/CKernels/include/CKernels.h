@@ -163,6 +163,20 @@ void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t ro
 void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
                      const int8_t *xq, const float *xd, float *y);
 
+/* ---- bf16 matrix products, f32 accumulation (gemm_bf16.c) ----
+   C[m × n] (+)= A[m × k] · Wᵀ with W a PyTorch Linear weight [n × k] (row-major) packed by ck_bf16_pack into panels
+   of 16 output features (layout in gemm_bf16.c); A row-major bf16 with row stride lda and ceil(k/2)·2 readable
+   columns per row (an odd k needs a zero pad column). Products of bf16 values are exact in f32 and summed in f32,
+   so |C − A·Wᵀ| ≤ k·2⁻²³·Σ|a·w| against the exact product of the bf16 inputs. Only output panels p0 ..< p1 (columns
+   16·p0 ..< min(n, 16·p1)) are written, so disjoint panel ranges can run on separate threads. path:
+   CK_BF16_AVX512 (vdpbf16ps; returns -1 without avx512_bf16) or CK_BF16_PORTABLE (one product at a time). */
+#define CK_BF16_PORTABLE 0
+#define CK_BF16_AVX512 1
+size_t ck_bf16_packed_count(size_t n, size_t k);
+void ck_bf16_pack(const uint16_t *w, size_t n, size_t k, uint16_t *packed);
+int ck_bf16_gemm(const uint16_t *a, size_t lda, size_t m, size_t k, const uint16_t *packed, size_t n, size_t p0,
+                 size_t p1, float *c, size_t ldc, int accumulate, int path);
+
 /* ---- Fused attention backward (attention_backward.c) ----
    The best level of ck_attention_backward_tile this CPU runs for head dimension hd: 0 none (no AVX2+FMA, or hd not
    a multiple of 8), 1 AVX2+FMA, 2 AVX-512F product kernels (same results to f32 rounding). */

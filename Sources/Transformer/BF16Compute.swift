@@ -1,0 +1,78 @@
+import CKernels
+import Dispatch
+import Foundation
+import TensorCore
+
+/// The arithmetic of the engine's matrix products (the projections and the LM head).
+public enum ComputePrecision: String, CaseIterable, Sendable {
+    /// f32 weights and activations on BLAS: the reference (f16/bf16 checkpoints widened exactly).
+    case f32
+    /// bf16 weights (as stored, or rounded to nearest even from f32/f16 at load) times activations rounded to bf16,
+    /// accumulated in f32 (`vdpbf16ps`) — where the CPU has AVX-512 BF16 and the kernel path is AVX-512; elsewhere
+    /// the products run in f32 (``ComputePrecision/effectivePath``). Norms, RoPE, softmax and attention stay f32.
+    case bf16
+
+    /// What the products actually run on in this process for this precision, e.g. `"bf16 (avx512_bf16 vdpbf16ps)"`.
+    public var effectivePath: String {
+        switch self {
+        case .f32: return "f32 (BLAS)"
+        case .bf16:
+            return Self.bf16IsNative ? "bf16 (avx512_bf16 vdpbf16ps, f32 accumulation)"
+                : "f32 (BLAS; bf16 requested but \(Self.bf16Missing))"
+        }
+    }
+
+    /// Whether bf16 products run natively here: AVX-512 BF16 present and the active kernel path AVX-512.
+    static var bf16IsNative: Bool { ck_cpu_avx512_bf16() != 0 && KernelPath.active == .avx512 }
+
+    private static var bf16Missing: String {
+        ck_cpu_avx512_bf16() == 0 ? "the CPU lacks avx512_bf16" : "LONGCTX_KERNELS selects the \(KernelPath.active) path"
+    }
+}
+
+/// A weight matrix `[rows, cols]` (Linear layout `[out, in]`) in bf16, packed into 16-row panels for
+/// `ck_bf16_gemm` (layout in gemm_bf16.c).
+final class PackedBF16Matrix: @unchecked Sendable {
+    let rows: Int
+    let cols: Int
+    let packed: UnsafeMutablePointer<UInt16>
+    var panels: Int { (rows + 15) / 16 }
+    /// Activation row stride the kernel reads (cols rounded up to even, pad zero).
+    var paddedCols: Int { (cols + 1) / 2 * 2 }
+
+    /// Packs a row-major bf16 matrix.
+    init(bf16 w: UnsafePointer<UInt16>, rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        packed = .allocate(capacity: max(1, ck_bf16_packed_count(rows, cols)))
+        ck_bf16_pack(w, rows, cols, packed)
+    }
+
+    deinit { packed.deallocate() }
+
+    /// `out[m × rows] (+)= bf16(input[m × cols]) · Wᵀ` (input row stride `lda`, output `ldc`): activations rounded
+    /// to nearest even bf16 into `scratch`, then output panels split in static ranges across `workers` threads
+    /// (every element computed by one call over all of k, so the result does not depend on `workers`).
+    func multiply(_ input: UnsafePointer<Float>, m: Int, lda: Int, out: UnsafeMutablePointer<Float>, ldc: Int,
+                  accumulate: Bool, workers: Int, scratch: inout [UInt16], path: Int32 = CK_BF16_AVX512) {
+        let kp = paddedCols
+        if scratch.count < m * kp { scratch = [UInt16](repeating: 0, count: m * kp) }
+        scratch.withUnsafeMutableBufferPointer { a in
+            for r in 0..<m {
+                ck_f32_to_bf16(input + r * lda, a.baseAddress! + r * kp, cols)
+                if kp > cols { a[r * kp + cols] = 0 }
+            }
+            nonisolated(unsafe) let ap = a.baseAddress!, cp = out
+            let parts = max(1, min(workers, panels / 4))
+            let size = (panels + parts - 1) / parts
+            let body: @Sendable (Int) -> Void = { p in
+                let lo = p * size, hi = min(self.panels, lo + size)
+                guard lo < hi else { return }
+                let rc = ck_bf16_gemm(ap, kp, m, self.cols, self.packed, self.rows, lo, hi, cp, ldc,
+                                      accumulate ? 1 : 0, path)
+                precondition(rc == 0, "ck_bf16_gemm: path \(path) not supported by this CPU")
+            }
+            if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+        }
+    }
+}
