@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "DistributedTests",
                     dependencies: ["Basics", "Distributed", "ModelIO", "Training", "Transformer", "TestSupport", "longctx-mpi-check", "longctx"]),
         .testTarget(name: "DemoTests",
-                    dependencies: ["Basics", "Demo", "EvalBackends", "Evaluation", "Tokenizers", "Training", "ModelIO", "TestSupport", "longctx"]),
+                    dependencies: ["Basics", "Demo", "EvalBackends", "Evaluation", "Tokenizers", "Training", "ModelIO", "RoPE", "Transformer", "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

@@ -76,7 +76,7 @@ public enum DemoRun {
             outcome.phases.append(try await grid(key, "\(title), no training", model))
         }
 
-        log("act two (c): progressive training \(r.extensionLengths.map(formatLength).joined(separator: " → ")) with the θ plan"
+        log("act two (c): progressive training \(r.extensionLengths.map(formatLength).joined(separator: " → ")) (stage RoPE: \(r.extensionRope.rawValue))"
             + (r.ringWorkers > 1 ? ", ring attention over \(r.ringWorkers) workers" : ", single process"))
         let training = try trainExtension(request, work: path("extension"))
         outcome.extensionStages = training.stages
