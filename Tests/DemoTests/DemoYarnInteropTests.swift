@@ -1,5 +1,6 @@
 import Basics
 import Demo
+import EvalBackends
 import Evaluation
 import Foundation
 import RoPE
@@ -42,8 +43,8 @@ struct DemoYarnInteropTests {
         let long = try corpus.records(count: 40, maxTokens: 768).first { tokenizer.encode($0.prompt).count > 600 }!
         let prompts = [short.prompt, long.prompt].map { tokenizer.encode($0) }
         let input = TestSupport.scratchDirectory("demo-yarn-in") + "/ids.json"
-        try JSONValue.array(prompts.map { .array($0.map { .int($0) }) }).serialized(indent: nil)
-            .write(toFile: input, atomically: true, encoding: .utf8)
+        let rows: [JSONValue] = prompts.map { ids in JSONValue.array(ids.map { JSONValue.int($0) }) }
+        try JSONValue.array(rows).serialized(indent: nil).write(toFile: input, atomically: true, encoding: .utf8)
         let reference = try JSONValue.parse(try TestSupport.runPython(Self.script, [dir, input]))
 
         let model = try TransformerModel(directory: dir)
@@ -56,8 +57,9 @@ struct DemoYarnInteropTests {
             let ours = try model.forward(ids, cache: model.makeCache(), logits: .all)
             #expect(ours.count == want.count)
             let err = zip(ours, want).map { abs($0 - $1) }.max()!
-            let scale = want.map(abs).max()!
-            #expect(err <= 1e-4 * max(1, scale), "\(ids.count) tokens: max |Δlogit| = \(err), logit scale \(scale)")
+            let scale: Float = want.map { abs($0) }.max()!
+            let tolerance: Float = 1e-4 * Swift.max(1, scale)
+            #expect(err <= tolerance, "\(ids.count) tokens: max |Δlogit| = \(err), logit scale \(scale)")
             #expect(try Self.greedy(model, ids, count: 6) == expected["greedy"]!.arrayValue!.map { $0.intValue! })
         }
     }
