@@ -74,7 +74,8 @@ let package = Package(
         // `longctx demo`: the toolkit's whole loop on a toy model trained by the toolkit (base from scratch, training-free
         // RoPE plans, progressive training, LoRA extract/merge, retrieval grids) and SmolLM2 beyond its window.
         .target(name: "Demo", dependencies: [
-            "Basics", "ModelIO", "RoPE", "Tokenizers", "Transformer", "Training", "LoRA", "Evaluation", "EvalBackends",
+            "Basics", "ModelIO", "RoPE", "Tokenizers", "Transformer", "Training", "Distributed", "LoRA", "Evaluation",
+            "EvalBackends",
         ]),
         // OpenAI-compatible HTTP server over a completion backend (`longctx serve`).
         .target(name: "Serving", dependencies: [
