@@ -74,7 +74,8 @@ let package = Package(
         // `longctx demo`: the toolkit's whole loop on a toy model trained by the toolkit (base from scratch, training-free
         // RoPE plans, progressive training, LoRA extract/merge, retrieval grids) and SmolLM2 beyond its window.
         .target(name: "Demo", dependencies: [
-            "Basics", "ModelIO", "RoPE", "Tokenizers", "Transformer", "Training", "LoRA", "Evaluation", "EvalBackends",
+            "Basics", "ModelIO", "RoPE", "Tokenizers", "Transformer", "Training", "Distributed", "LoRA", "Evaluation",
+            "EvalBackends",
         ]),
         // OpenAI-compatible HTTP server over a completion backend (`longctx serve`).
         .target(name: "Serving", dependencies: [
@@ -110,7 +111,7 @@ let package = Package(
         .testTarget(name: "DistributedTests",
                     dependencies: ["Basics", "Distributed", "ModelIO", "Training", "Transformer", "TestSupport", "longctx-mpi-check", "longctx"]),
         .testTarget(name: "DemoTests",
-                    dependencies: ["Basics", "Demo", "EvalBackends", "Evaluation", "Tokenizers", "Training", "ModelIO", "TestSupport", "longctx"]),
+                    dependencies: ["Basics", "Demo", "EvalBackends", "Evaluation", "Tokenizers", "Training", "ModelIO", "RoPE", "Transformer", "TestSupport", "longctx"]),
         .testTarget(name: "RoPETests", dependencies: ["Basics", "RoPE", "ModelIO", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]

@@ -1,4 +1,5 @@
 import Basics
+import Distributed
 import EvalBackends
 import Evaluation
 import Foundation
@@ -76,7 +77,7 @@ public enum DemoRun {
             outcome.phases.append(try await grid(key, "\(title), no training", model))
         }
 
-        log("act two (c): progressive training \(r.extensionLengths.map(formatLength).joined(separator: " → ")) with the θ plan"
+        log("act two (c): progressive training \(r.extensionLengths.map(formatLength).joined(separator: " → ")) (stage RoPE: \(r.extensionRope.rawValue))"
             + (r.ringWorkers > 1 ? ", ring attention over \(r.ringWorkers) workers" : ", single process"))
         let training = try trainExtension(request, work: path("extension"))
         outcome.extensionStages = training.stages
@@ -115,12 +116,22 @@ public enum DemoRun {
         let stages = (work as NSString).appendingPathComponent("stages.yaml")
         try FileOps.writeAtomically(r.extensionStagesYAML(seed: request.seed), to: stages)
         let run = (work as NSString).appendingPathComponent("run")
-        let trainer = try Trainer(TrainRequest(model: request.base, data: [DomainSpec(path: corpus)], stagesPath: stages,
-                                               out: run, workers: request.workers))
-        let stageLines = trainer.ropes.enumerated().map { i, rope in
-            "\(trainer.stages.stages[i].name): \(rope.summary), \(trainer.stages.stages[i].steps) steps"
+        let parsed = try TrainingStages.load(path: stages)
+        let stageLines = try zip(parsed.stages, parsed.resolveRopes(modelDirectory: request.base)).map { stage, rope in
+            "\(stage.name): \(rope.summary), \(stage.steps) steps" + (stage.ring.map { ", ring attention over \($0) workers" } ?? "")
         }
-        let records = try trainer.run(progress: TrainingProgress(stageCount: trainer.stages.stages.count))
+        let progress = TrainingProgress(stageCount: parsed.stages.count)
+        let records: [TrainingLogRecord]
+        if r.ringWorkers > 1 {
+            // Each of the ring's workers runs its own trainer with an equal share of the threads.
+            let train = TrainRequest(model: request.base, data: [DomainSpec(path: corpus)], stagesPath: stages, out: run,
+                                     workers: max(1, request.workers / r.ringWorkers))
+            records = try RingTraining.train(train, workers: r.ringWorkers, progress: progress, check: nil)
+        } else {
+            let train = TrainRequest(model: request.base, data: [DomainSpec(path: corpus)], stagesPath: stages, out: run,
+                                     workers: request.workers)
+            records = try Trainer(train).run(progress: progress)
+        }
         return ((run as NSString).appendingPathComponent("final"), stageLines, records)
     }
 }

@@ -22,6 +22,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Training workers (fixed for reproducible results).") var workers = 2
     @Option(name: .customLong("base-steps"), help: "--from-scratch: training steps of the base.") var baseSteps: Int?
     @Option(name: .customLong("extension-steps"), help: "Steps per stage of the progressive training.") var extensionSteps: Int?
+    @Option(name: .customLong("extension-rope"), help: "RoPE of the progressive stages: keep (the base's own), theta or yarn (`rope plan` for each stage's length).") var extensionRope: StageRopeChoice?
     @Option(name: .customLong("grid-prompts"), help: "Act two's prompts per depth and length.") var gridPrompts: Int?
 
     func run() async throws {
@@ -31,6 +32,7 @@ struct DemoCommand: AsyncParsableCommand {
         if let baseSteps { request.recipe.baseSteps = baseSteps }
         if full { request.recipe.gridPerDepth = 8; request.actOne = .full }
         if let extensionSteps { request.recipe.extensionSteps = extensionSteps }
+        if let extensionRope { request.recipe.extensionRope = extensionRope }
         if let gridPrompts { request.recipe.gridPerDepth = gridPrompts }
         if fromScratch {
             request.base = (out as NSString).appendingPathComponent("base")
@@ -44,3 +46,5 @@ struct DemoCommand: AsyncParsableCommand {
         print(DemoSummaryText.lines(outcome), terminator: "")
     }
 }
+
+extension StageRopeChoice: ExpressibleByArgument {}

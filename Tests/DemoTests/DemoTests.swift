@@ -95,14 +95,19 @@ import Training
         }
     }
 
-    /// The whole demo on a tiny budget: a base trained from scratch for a few steps, every phase, both files.
+    /// The whole demo on a tiny budget: a base trained from scratch for a few steps, every phase, both files; a second
+    /// run from that base with the same seed writes the same `summary.json`.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["LONGCTX_DEMO_RUN"] == "1", "a short demo run (minutes); set LONGCTX_DEMO_RUN=1"))
     func shortRun() throws {
         let out = TestSupport.scratchDirectory("demo-run")
-        let args = ["demo", "--from-scratch", "--base-steps", "20", "--no-act-one", "--out", out + "/o"]
-        let r = try TestSupport.longctx(args)
+        let small = ["--no-act-one", "--extension-steps", "3", "--grid-prompts", "1"]
+        let r = try TestSupport.longctx(["demo", "--from-scratch", "--base-steps", "20", "--out", out + "/o"] + small)
         #expect(r.status == 0, "\(r.stderr)")
-        let summary = try JSONValue.parse(String(contentsOfFile: out + "/o/summary.json", encoding: .utf8))
+        let again = try TestSupport.longctx(["demo", "--base", out + "/o/base", "--out", out + "/o2"] + small)
+        #expect(again.status == 0, "\(again.stderr)")
+        let text = try String(contentsOfFile: out + "/o/summary.json", encoding: .utf8)
+        #expect(try String(contentsOfFile: out + "/o2/summary.json", encoding: .utf8) == text)
+        let summary = try JSONValue.parse(text)
         for key in DemoReport.phaseKeys { #expect(summary[key]?.objectValue?.count == 4, "\(key)") }
         #expect(FileOps.exists(out + "/o/report.html") && FileOps.exists(out + "/o/adapters/extended-minus-base/adapter_config.json"))
         // The demo's adapter loads in PEFT onto the base, and PEFT's merge equals ours.
