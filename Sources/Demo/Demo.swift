@@ -126,7 +126,7 @@ public enum DemoRun {
             // Each of the ring's workers runs its own trainer with an equal share of the threads.
             let train = TrainRequest(model: request.base, data: [DomainSpec(path: corpus)], stagesPath: stages, out: run,
                                      workers: max(1, request.workers / r.ringWorkers))
-            records = try RingTraining.train(train, workers: r.ringWorkers, progress: progress, check: nil)
+            records = try RingTraining.train(train, ring: r.ringWorkers, progress: progress, check: nil)
         } else {
             let train = TrainRequest(model: request.base, data: [DomainSpec(path: corpus)], stagesPath: stages, out: run,
                                      workers: request.workers)
