@@ -121,4 +121,21 @@ import Training
         #expect(result["missing_in_peft"]?.arrayValue?.isEmpty == true)
         #expect((result["max_rel_diff_vs_ours"]?.doubleValue ?? 1) <= 1e-6, "\(json)")
     }
+
+    /// The adapter shipped in `adapters/` (written by the demo) loads in PEFT onto the shipped base without
+    /// warnings, and PEFT's `merge_and_unload()` equals `longctx lora merge` (1e-6 relative per tensor).
+    @Test(.enabled(if: TestSupport.interopCanRun(["peft", "transformers", "torch"]), "needs Python peft, transformers, torch (LONGCTX_INTEROP=1 makes their absence a failure)"))
+    func shippedAdapterLoadsInPEFT() throws {
+        guard try TestSupport.interopEnabled(["peft", "transformers", "torch"]) else { return }
+        let base = TestSupport.repoRoot + "/demo/base", adapter = TestSupport.repoRoot + "/adapters/demo-extended-minus-base"
+        let merged = TestSupport.scratchDirectory("demo-adapter") + "/merged"
+        let r = try TestSupport.longctx(["lora", "merge", "--base", base, "--adapter", adapter, "--out", merged])
+        try #require(r.status == 0, "\(r.stderr)")
+        let json = try TestSupport.runPython(try String(contentsOfFile: TestSupport.repoRoot + "/Tests/Interop/lora_interop.py", encoding: .utf8),
+                                             ["peft", base, merged, adapter, merged])
+        let result = try #require(try JSONValue.parse(json)["results"]?.arrayValue?.first)
+        #expect(result["warnings"]?.arrayValue?.isEmpty == true, "\(json)")
+        #expect(result["missing_in_peft"]?.arrayValue?.isEmpty == true, "\(json)")
+        #expect((result["max_rel_diff_vs_ours"]?.doubleValue ?? 1) <= 1e-6, "\(json)")
+    }
 }
