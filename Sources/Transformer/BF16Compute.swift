@@ -62,17 +62,12 @@ final class PackedBF16Matrix: @unchecked Sendable {
                 ck_f32_to_bf16(input + r * lda, a.baseAddress! + r * kp, cols)
                 if kp > cols { a[r * kp + cols] = 0 }
             }
-            nonisolated(unsafe) let ap = a.baseAddress!, cp = out
-            let parts = max(1, min(workers, panels / 4))
-            let size = (panels + parts - 1) / parts
-            let body: @Sendable (Int) -> Void = { p in
-                let lo = p * size, hi = min(self.panels, lo + size)
-                guard lo < hi else { return }
-                let rc = ck_bf16_gemm(ap, kp, m, self.cols, self.packed, self.rows, lo, hi, cp, ldc,
+            let ap = a.baseAddress!
+            LayerOps.parallelRows(panels, workers: workers, grain: 4) { range in
+                let rc = ck_bf16_gemm(ap, kp, m, cols, packed, rows, range.lowerBound, range.upperBound, out, ldc,
                                       accumulate ? 1 : 0, path)
                 precondition(rc == 0, "ck_bf16_gemm: path \(path) not supported by this CPU")
             }
-            if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
         }
     }
 }
