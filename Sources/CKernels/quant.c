@@ -15,13 +15,17 @@
 #include <string.h>
 #include <immintrin.h>
 
+/* x rounded to the nearest IEEE half (ties to even), as GGUF stores every block scale and minimum
+   (ggml's GGML_FP32_TO_FP16): quantizing here and in llama.cpp then gives the same dequantized values. */
+static inline float round_to_f16(float x) { return (float)(_Float16)x; }
+
 void ck_q8_quantize(const float *x, size_t n, int8_t *q, float *d) {
     for (size_t b = 0; b < n / 32; b++) {
         const float *xb = x + b * 32;
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
         float db = amax / 127.0f, inv = db > 0 ? 1.0f / db : 0.0f;
-        d[b] = db;
+        d[b] = round_to_f16(db);
         for (int i = 0; i < 32; i++) q[b * 32 + i] = (int8_t)lrintf(xb[i] * inv);
     }
 }
@@ -33,7 +37,7 @@ void ck_q4_quantize(const float *x, size_t n, uint8_t *q, float *d) {
         float amax = 0, mx = 0;
         for (int i = 0; i < 32; i++) if (fabsf(xb[i]) > amax) { amax = fabsf(xb[i]); mx = xb[i]; }
         float db = mx / -8.0f, inv = db != 0 ? 1.0f / db : 0.0f;
-        d[b] = db;
+        d[b] = round_to_f16(db);
         for (int i = 0; i < 16; i++) {
             int lo = (int)(xb[i] * inv + 8.5f), hi = (int)(xb[i + 16] * inv + 8.5f);
             lo = lo > 15 ? 15 : lo; hi = hi > 15 ? 15 : hi;
@@ -48,8 +52,8 @@ void ck_q4_1_quantize(const float *x, size_t n, uint8_t *q, float *d, float *m) 
         float lo = xb[0], hi = xb[0];
         for (int i = 1; i < 32; i++) { lo = fminf(lo, xb[i]); hi = fmaxf(hi, xb[i]); }
         float db = (hi - lo) / 15.0f, inv = db != 0 ? 1.0f / db : 0.0f;
-        d[b] = db;
-        m[b] = lo;
+        d[b] = round_to_f16(db);
+        m[b] = round_to_f16(lo);
         for (int i = 0; i < 16; i++) {
             int a = (int)((xb[i] - lo) * inv + 0.5f), c = (int)((xb[i + 16] - lo) * inv + 0.5f);
             a = a > 15 ? 15 : a; c = c > 15 ? 15 : c;

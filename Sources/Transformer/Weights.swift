@@ -153,7 +153,8 @@ struct ModelWeights: @unchecked Sendable {
     let finalNorm: [Float]
     let lmHead: WeightMatrix
 
-    /// Reads every parameter; with a quantized `format`, the projections and the LM head get quantized copies,
+    /// Reads every parameter; with a quantized `format`, the projections get quantized copies in that format and
+    /// the LM head a Q8_0 copy,
     /// with `bf16` packed bf16 copies too (``WeightMatrix/prepared(_:bf16:)``).
     init(checkpoint: Checkpoint, configuration c: TransformerConfiguration, path: String,
          format: WeightFormat = .stored, bf16: Bool = false) throws {
@@ -201,13 +202,17 @@ struct ModelWeights: @unchecked Sendable {
         }
         self.layers = layers
         finalNorm = try vector("model.norm.weight", d)
+        // The LM head stays at 8 bits under every quantized format, as llama.cpp's quantizer keeps the output
+        // matrix (Q6_K, or Q8_0 where rows are not a multiple of 256): 4-bit logits flip the top token too often.
+        let headFormat: WeightFormat = format == .stored ? .stored : .q8_0
+        func prepareHead(_ w: WeightMatrix) -> WeightMatrix { w.prepared(headFormat, bf16: bf16) }
         if c.tieWordEmbeddings || !checkpoint.contains("lm_head.weight") {
             guard c.tieWordEmbeddings else {
                 throw ModelIOError(path, "tensor 'lm_head.weight' is missing and tie_word_embeddings is false")
             }
-            lmHead = prepare(embedding)
+            lmHead = prepareHead(embedding)
         } else {
-            lmHead = prepare(WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])))
+            lmHead = prepareHead(WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])))
         }
     }
 }

@@ -2,15 +2,23 @@
 
 usage: llamacpp_interop.py top1 GGUF IDS_JSON
   IDS_JSON: a list of token-id lists. For each list, the whole sequence is evaluated teacher-forced (one batch,
-  logits for every position, 2 threads) and the argmax token of every position is printed:
-  {"top1": [[...], ...], "version": "..."} on stdout.
+  logits for every position, 2 threads) and the argmax token of every position, its margin over the second, and
+  the argmax with an f32 KV cache instead of the default f16 are printed:
+  {"top1": [[...], ...], "margin": [[...], ...], "top1_f32_kv": [[...], ...], "version": "..."} on stdout.
+usage: llamacpp_interop.py quantize SRC_GGUF DST_GGUF q8_0|q4_0
+  llama.cpp's own quantizer (llama_model_quantize, re-quantizing allowed, default tensor-type rules) writes DST;
+  the tensor types it chose are printed: {"types": {"Q4_0": 210, ...}, "token_embd": "Q8_0"}.
 """
+import ctypes
 import json
 import sys
 
 import llama_cpp
 import llama_cpp.llama_cpp as llama_c
 import numpy as np
+
+
+GGML_TYPE_F32 = 0
 
 
 def open_model(path, **kw):
@@ -36,23 +44,57 @@ def last_logits(llm):
     return np.ctypeslib.as_array(llama_c.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
 
 
-def top1(gguf, ids_path):
-    with open(ids_path) as f:
-        prompts = json.load(f)
+def evaluate(gguf, prompts, **kw):
+    """Per prompt: the argmax token of every position and its margin (top-1 minus top-2 logit), teacher-forced in
+    one batch."""
     longest = max(len(p) for p in prompts)
     llm = open_model(gguf, n_ctx=max(64, longest + 8), n_batch=max(64, longest + 8), n_threads=2, logits_all=True,
-                     verbose=False, seed=0)
-    out = []
+                     verbose=False, seed=0, **kw)
+    top, margin = [], []
     for ids in prompts:
         llm.reset()
         llm.eval(ids)
-        scores = llm.scores[: len(ids)]
-        out.append([int(row.argmax()) for row in scores])
-    return out
+        scores = np.asarray(llm.scores[: len(ids)])
+        best = np.sort(scores, axis=1)[:, -2:]
+        top.append([int(i) for i in scores.argmax(axis=1)])
+        margin.append([float(m) for m in best[:, 1] - best[:, 0]])
+    return top, margin
+
+
+def top1(gguf, ids_path):
+    """llama.cpp as a user runs it (f16 KV cache), and its top-1 tokens with an f32 KV cache: how often those two
+    agree is llama.cpp's own agreement under a change of arithmetic that should not matter, the noise floor of the
+    comparison (8-bit activations make every rounding difference grow to the quantization noise)."""
+    with open(ids_path) as f:
+        prompts = json.load(f)
+    top, margin = evaluate(gguf, prompts)
+    top_f32_kv, _ = evaluate(gguf, prompts, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
+    return {"top1": top, "margin": margin, "top1_f32_kv": top_f32_kv}
+
+
+def quantize(src, dst, kind):
+    ftypes = {"q8_0": llama_c.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_0": llama_c.LLAMA_FTYPE_MOSTLY_Q4_0}
+    params = llama_c.llama_model_quantize_default_params()
+    params.ftype = ftypes[kind]
+    params.allow_requantize = True
+    params.nthread = 2
+    rc = llama_c.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
+    if rc != 0:
+        sys.exit(f"llama_model_quantize({src} -> {dst}, {kind}) returned {rc}")
+    import gguf
+
+    types, embd = {}, None
+    for t in gguf.GGUFReader(dst).tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+        if t.name == "token_embd.weight":
+            embd = t.tensor_type.name
+    return {"types": types, "token_embd": embd}
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "top1":
-        print(json.dumps({"top1": top1(sys.argv[2], sys.argv[3]), "version": llama_cpp.__version__}))
+        print(json.dumps(top1(sys.argv[2], sys.argv[3]) | {"version": llama_cpp.__version__}))
+    elif sys.argv[1] == "quantize":
+        print(json.dumps(quantize(sys.argv[2], sys.argv[3], sys.argv[4])))
     else:
         sys.exit("unknown command " + sys.argv[1])

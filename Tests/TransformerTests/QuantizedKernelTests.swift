@@ -10,7 +10,9 @@ import TensorCore
 ///   exactly up to f32 rounding: |y − ref| ≤ 1e-5·Σ(|d·q| + |m|)·|x| (dequantized values; the terms summed);
 /// - against the unquantized activations, the error is bounded by activation rounding: |y − W_q·x| ≤
 ///   Σ_b (d_x,b / 2)·Σ_{i∈b} |W_q,i| (+ the f32 term above);
-/// - weight rounding: Q8_0 and Q4_1 within d/2 per element, Q4_0 within |d| (d/2 but for the clamped top nibble).
+/// - weight rounding: Q8_0 and Q4_1 within d/2 per element, Q4_0 within |d| (d/2 but for the clamped top nibble),
+///   plus the f16 rounding of the stored scale (and Q4_1's minimum), as GGUF stores them: codes are chosen with
+///   the exact scale, so each element may move by |code|·|d|·2⁻¹¹ (+ |m|·2⁻¹¹) more. Activations likewise.
 @Suite struct QuantizedKernelTests {
     @Test func portableKernelsMatchDoubleReference() { check(.portable) }
 
@@ -40,8 +42,13 @@ import TensorCore
                 // Weight rounding.
                 for r in 0..<rows {
                     for i in 0..<k {
-                        let d = abs(q.scales[r * (k / 32) + i / 32])
-                        let bound = format == .q4_0 ? d * 1.0001 : d / 2 * 1.0001 + 1e-7
+                        let block = r * (k / 32) + i / 32
+                        let d = abs(q.scales[block]), half: Float = 1.0 / 2048
+                        let bound: Float = switch format {
+                        case .q8_0: d / 2 * 1.0001 + 127 * d * half + 1e-7
+                        case .q4_0: d * 1.0001 + 8 * d * half
+                        default: d / 2 * 1.0001 + 15 * d * half + abs(q.mins![block]) * half + 1e-7
+                        }
                         #expect(abs(deq[r * k + i] - w[r * k + i]) <= bound, "\(format) weight rounding r\(r) i\(i)")
                     }
                 }
@@ -68,7 +75,7 @@ import TensorCore
                         let m = Double(q.mins?[block] ?? (format == .q4_0 ? -8 * q.scales[block] : 0))
                         magnitude += (abs(wi - m) + abs(m)) * abs(xi)
                         unquantized += wi * Double(x[i])
-                        activationBound += Double(xd[i / 32]) / 2 * abs(wi)
+                        activationBound += Double(xd[i / 32]) * (0.5 + 127.0 / 2048) * abs(wi)
                     }
                     let err = abs(Double(y[r]) - exact)
                     #expect(err <= 1e-5 * magnitude, "\(format) k=\(k) row \(r) on \(path): |Δ| \(err), Σ|w·x| \(magnitude)")

@@ -140,6 +140,8 @@ void ck_attention_tile_on(int path, const float *q, size_t q_stride, size_t quer
            nibble and b*32+16+i in its high nibble; element = (nibble - 8) * wd (GGUF Q4_0's order and offset).
      Q4_1: as Q4_0 plus wm float [rows][k/32]; element = nibble * wd + wm.
    Activations x (k floats) are quantized with ck_q8_quantize (per block: d = max|x|/127, q = round(x/d)).
+   Every quantizer here stores its block scales (and Q4_1's minimums) rounded to f16, as GGUF and ggml do; the
+   integer codes are computed with the unrounded f32 scale, as in ggml's reference quantizers.
    y[r] = sum_b wd[r][b] * xd[b] * (exact integer dot product of block b): the integer part is exact on every path,
    so paths differ only in the f32 summation order of the scaled block products.
    Paths: portable C; AVX2 (vpmaddubsw/vpmaddwd); AVX-512 with VNNI (vpdpbusd), or AVX2's kernel when the CPU has
@@ -153,7 +155,7 @@ void ck_q8_matvec(const int8_t *wq, const float *wd, size_t rows, size_t k, cons
 void ck_q8_matvec_on(int path, const int8_t *wq, const float *wd, size_t rows, size_t k, const int8_t *xq,
                      const float *xd, float *y);
 /* GGUF Q4_1's quantization (per block: m = min, d = (max - min)/15, nibble = min(15, trunc((x - m)/d + 0.5))).
-   Re-quantizing weights dequantized from Q4_1 gives back the same nibbles and (to f32 rounding) d and m. */
+   Re-quantizing weights dequantized from Q4_1 gives back the same nibbles, d and m. */
 void ck_q4_1_quantize(const float *x, size_t n, uint8_t *q, float *d, float *m);
 /* Q4_0 when wm is NULL; Q4_1 (element = nibble * wd + wm) otherwise. The offset term (Q4_1's m; Q4_0's -8·wd on
    the AVX-512 path, where the portable and AVX2 paths subtract 8 inside the integer dot) is added as
