@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Testing
+import TestSupport
 @testable import Serving
 
 /// A clock the test moves by hand (seconds).
@@ -202,6 +203,18 @@ struct RateLimitTests {
             }
             #expect(big.status == 413 && big.body.contains("request body is 100000000 bytes; this server accepts at most"), "\(big)")
             #expect(bigClosed)
+        }
+    }
+
+    /// `serve`'s rate-limit options are checked before the model is loaded, each error naming its option.
+    @Test func rateLimitOptionsAreValidated() throws {
+        for (args, needle) in [(["--rate-limit", "0"], "--rate-limit must be a positive number"),
+                               (["--rate-limit", "nan"], "--rate-limit must be a positive number"),
+                               (["--rate-limit", "5", "--rate-burst", "0.5"], "--rate-burst must be at least 1"),
+                               (["--rate-limit", "5", "--refusal-cost=-1"], "--refusal-cost must be 0 or more"),
+                               (["--refusal-cost", "5"], "--rate-burst and --refusal-cost need --rate-limit")] {
+            let r = try TestSupport.longctx(["serve", "/nonexistent"] + args)
+            #expect(r.status != 0 && r.stderr.contains(needle), "\(args): \(r.stderr)")
         }
     }
 }
