@@ -79,7 +79,7 @@ let package = Package(
         ]),
         // OpenAI-compatible HTTP server over a completion backend (`longctx serve`).
         .target(name: "Serving", dependencies: [
-            "Evaluation",
+            "Basics", "Evaluation",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         // The command-line tool: thin commands over the libraries.

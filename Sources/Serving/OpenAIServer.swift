@@ -1,3 +1,4 @@
+import Basics
 import Evaluation
 import Foundation
 import Hummingbird
@@ -52,8 +53,13 @@ public struct OpenAIServer: Sendable {
         /// tokenizers, so a prompt this long is too long for the context in practice and is refused without
         /// spending seconds tokenizing it (a 10 MB prompt takes tens of seconds).
         public static let bytesPerToken = 32
-        public init(maxQueued: Int = 64, requestSeconds: Double = 600, maxPromptBytes: Int? = nil) {
+        /// Requests per client address (nil: no limit, the default — a local eval harness or a reverse proxy in
+        /// front sends everything from one address). Over it a request is answered 429 with `Retry-After` before
+        /// its body is read.
+        public var rateLimit: RateLimit?
+        public init(maxQueued: Int = 64, requestSeconds: Double = 600, maxPromptBytes: Int? = nil, rateLimit: RateLimit? = nil) {
             self.maxQueued = maxQueued; self.requestSeconds = requestSeconds; self.maxPromptBytes = maxPromptBytes
+            self.rateLimit = rateLimit
         }
 
         /// The body limit of a generation request for a model of `context` tokens: the prompt limit at 6 bytes per
@@ -74,6 +80,7 @@ public struct OpenAIServer: Sendable {
     public let port: Int
     public let limits: Limits
     let admission: Admission
+    let limiter: ClientRateLimiter?
 
     public init(backend: any CompletionBackend, host: String = "127.0.0.1", port: Int = 8000, limits: Limits = Limits()) {
         self.backend = backend
@@ -81,6 +88,7 @@ public struct OpenAIServer: Sendable {
         self.port = port
         self.limits = limits
         self.admission = Admission(limit: limits.maxQueued)
+        self.limiter = limits.rateLimit.map { ClientRateLimiter($0) }
     }
 
     struct Failure: Error {
@@ -123,26 +131,39 @@ public struct OpenAIServer: Sendable {
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        json(["error": ["message": message, "type": status.code >= 500 ? "server_error" : "invalid_request_error", "code": Int(status.code)]], status: status)
+    /// An error answer in OpenAI's shape, `{"error":{"code":…,"message":…,"type":…}}`, written without
+    /// JSONSerialization (a refusal should cost as little as possible).
+    static func error(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) -> Response {
+        let body = JSONValue.object(JSONObject([("error", .object(JSONObject([
+            ("code", .int(Int(status.code))), ("message", .string(message)),
+            ("type", .string(status.code >= 500 ? "server_error" : "invalid_request_error")),
+        ])))])).serialized(indent: nil)
+        var h = headers
+        h[.contentType] = "application/json"
+        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
-    /// The decoded body, read up to `limit` bytes. A longer one (up to ``OpenAIRequest/maxBodyBytes``) is read to
-    /// its end without being kept or parsed — so a client that sends it all before reading gets its answer — and
-    /// refused with 413; past that the connection is dropped.
+    /// The decoded body, read up to `limit` bytes. A longer one is refused with 413 — from its `Content-Length`
+    /// alone, before any of it is read, or (chunked) once `limit` bytes have come; ``ClientPolicy`` then reads and
+    /// drops what remains of a declared body (up to ``OpenAIRequest/maxBodyBytes``, so a client that sends it all
+    /// before reading gets the answer) and closes the connection.
     static func body(_ request: Request, limit: Int = OpenAIRequest.maxBodyBytes) async throws -> OpenAIRequest.Body {
-        var buf = ByteBuffer()
-        var total = 0
-        for try await part in request.body {
-            total += part.readableBytes
-            if total <= limit { var p = part; buf.writeBuffer(&p) } else if total > OpenAIRequest.maxBodyBytes { break }
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
+            throw tooLarge(String(declared), limit: limit)
         }
-        if total > limit {
-            throw Failure(status: .contentTooLarge, message: "request body is \(total > OpenAIRequest.maxBodyBytes ? "over \(OpenAIRequest.maxBodyBytes)" : String(total)) bytes; this server accepts at most \(limit)\(limit < OpenAIRequest.maxBodyBytes ? " for a generation request (6 per byte of its longest prompt, JSON escapes included, + 1 MiB)" : "")")
+        var buf = ByteBuffer()
+        for try await part in request.body {
+            guard buf.readableBytes + part.readableBytes <= limit else { throw tooLarge("over \(limit)", limit: limit) }
+            var p = part
+            buf.writeBuffer(&p)
         }
         do { return try OpenAIRequest.decode(Data(buf.readableBytesView)) } catch let e as OpenAIRequest.Invalid {
             throw Failure(e)
         }
+    }
+
+    static func tooLarge(_ size: String, limit: Int) -> Failure {
+        Failure(status: .contentTooLarge, message: "request body is \(size) bytes; this server accepts at most \(limit)\(limit < OpenAIRequest.maxBodyBytes ? " for a generation request (6 per byte of its longest prompt, JSON escapes included, + 1 MiB)" : "")")
     }
 
     static func sampling(_ b: OpenAIRequest.Body) throws -> OpenAIRequest.Sampling {
@@ -159,10 +180,11 @@ public struct OpenAIServer: Sendable {
     /// The router with every endpoint.
     public func router() -> Router<ServeContext> {
         let gen = backend
-        let admission = admission, limits = limits
+        let admission = admission, limits = limits, limiter = limiter
         let bodyLimit = limits.bodyBytes(context: gen.contextLength)
         let router = Router(context: ServeContext.self)
         router.get("/health") { _, _ in Self.json(["status": "ok", "generating": admission.admitted]) }
+        router.add(middleware: ClientPolicy(limiter: limiter))  // every endpoint below, not /health
         router.get("/v1/models") { _, _ in
             Self.json(["object": "list", "data": [["id": gen.model, "object": "model", "created": 0, "owned_by": "longctx"]]])
         }
