@@ -42,7 +42,10 @@ public enum RetrievalCheck {
                                suite: NIAHSuite? = nil, seed: UInt64 = 42, keys: Passkey.Keys = .standard,
                                progress: (SampleResult) -> Void = { _ in }) async throws -> [SampleResult] {
         let lm = try LanguageModel.load(directory: modelDirectory)
-        let backend = EngineBackend(lm, model: (modelDirectory as NSString).lastPathComponent)
+        // One prompt at a time, prefilled in the model's own chunks (the serving default of 128 tokens a step, there so
+        // that a long prompt does not hold up others, makes every matrix product 128 rows tall).
+        let backend = EngineBackend(lm, model: (modelDirectory as NSString).lastPathComponent, maxActive: 1,
+                                    prefillChunk: lm.model.prefillChunk)
         let maker = SampleMaker(counter: TokenizerCounter(tokenizer: lm.tokenizer), format: .base, seed: seed)
         let sentences = try suite.map { _ in
             try NIAHSuite.sentences(files: [], essay: EssayGenerator(), minimum: max((lengths.max() ?? 0) / 4, 64))
