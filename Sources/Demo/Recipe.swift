@@ -127,6 +127,8 @@ public enum StageRopeChoice: String, Sendable, Equatable, CaseIterable {
     case theta
     /// `rope plan --method yarn` for the stage's length.
     case yarn
+    /// `rope plan --method linear` (position interpolation) for the stage's length.
+    case linear
 
     /// The `plan: {method: …}` of the stage, `nil` for `keep`.
     public var planMethod: String? { self == .keep ? nil : rawValue }

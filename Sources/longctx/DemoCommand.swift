@@ -22,7 +22,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Training workers (fixed for reproducible results).") var workers = 2
     @Option(name: .customLong("base-steps"), help: "--from-scratch: training steps of the base.") var baseSteps: Int?
     @Option(name: .customLong("extension-steps"), help: "Steps per stage of the progressive training.") var extensionSteps: Int?
-    @Option(name: .customLong("extension-rope"), help: "RoPE of the progressive stages: keep (the base's own), theta or yarn (`rope plan` for each stage's length).") var extensionRope: StageRopeChoice?
+    @Option(name: .customLong("extension-rope"), help: "RoPE of the progressive stages: keep (the base's own), theta, yarn or linear (`rope plan` for each stage's length).") var extensionRope: StageRopeChoice?
     @Option(name: .customLong("grid-prompts"), help: "Act two's prompts per depth and length.") var gridPrompts: Int?
 
     func run() async throws {
