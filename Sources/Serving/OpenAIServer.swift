@@ -83,12 +83,17 @@ public struct OpenAIServer: Sendable {
     let limiter: ClientRateLimiter?
 
     public init(backend: any CompletionBackend, host: String = "127.0.0.1", port: Int = 8000, limits: Limits = Limits()) {
+        self.init(backend: backend, host: host, port: port, limits: limits, limiter: limits.rateLimit.map { ClientRateLimiter($0) })
+    }
+
+    /// With the rate limiter given (tests hand it a clock of their own, so its refills do not depend on timing).
+    init(backend: any CompletionBackend, host: String = "127.0.0.1", port: Int = 8000, limits: Limits, limiter: ClientRateLimiter?) {
         self.backend = backend
         self.host = host
         self.port = port
         self.limits = limits
         self.admission = Admission(limit: limits.maxQueued)
-        self.limiter = limits.rateLimit.map { ClientRateLimiter($0) }
+        self.limiter = limiter
     }
 
     struct Failure: Error {
