@@ -158,7 +158,10 @@ struct ModelWeights: @unchecked Sendable {
     /// with `bf16` packed bf16 copies too (``WeightMatrix/prepared(_:bf16:)``).
     init(checkpoint: Checkpoint, configuration c: TransformerConfiguration, path: String,
          format: WeightFormat = .stored, bf16: Bool = false) throws {
-        func prepare(_ w: WeightMatrix) -> WeightMatrix { w.prepared(format, bf16: bf16) }
+        // The LM head stays at 8 bits under every quantized format, as llama.cpp's quantizer keeps the output
+        // matrix (Q6_K, or Q8_0 where rows are not a multiple of 256): 4-bit logits flip the top token too often.
+        let headFormat: WeightFormat = format == .stored ? .stored : .q8_0
+        func prepare(_ w: WeightMatrix, as f: WeightFormat? = nil) -> WeightMatrix { w.prepared(f ?? format, bf16: bf16) }
         func load(_ name: String, _ shape: [Int]) throws -> Tensor {
             guard checkpoint.contains(name) else {
                 throw ModelIOError(path, "tensor '\(name)' is missing from the checkpoint")
@@ -202,17 +205,13 @@ struct ModelWeights: @unchecked Sendable {
         }
         self.layers = layers
         finalNorm = try vector("model.norm.weight", d)
-        // The LM head stays at 8 bits under every quantized format, as llama.cpp's quantizer keeps the output
-        // matrix (Q6_K, or Q8_0 where rows are not a multiple of 256): 4-bit logits flip the top token too often.
-        let headFormat: WeightFormat = format == .stored ? .stored : .q8_0
-        func prepareHead(_ w: WeightMatrix) -> WeightMatrix { w.prepared(headFormat, bf16: bf16) }
         if c.tieWordEmbeddings || !checkpoint.contains("lm_head.weight") {
             guard c.tieWordEmbeddings else {
                 throw ModelIOError(path, "tensor 'lm_head.weight' is missing and tie_word_embeddings is false")
             }
-            lmHead = prepareHead(embedding)
+            lmHead = prepare(embedding, as: headFormat)
         } else {
-            lmHead = prepareHead(WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])))
+            lmHead = prepare(WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])), as: headFormat)
         }
     }
 }
