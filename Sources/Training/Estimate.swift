@@ -9,9 +9,13 @@ import Transformer
 public struct RankCapacity: Sendable, Equatable, Codable {
     /// Sustained FLOP/s of the linear layers' matrix products (forward and backward).
     public var matmulFLOPs: Double
-    /// Sustained FLOP/s of blockwise attention, forward and backward.
+    /// Sustained FLOP/s of blockwise attention, forward and backward, where a rank's keys are few (measured on
+    /// 1,024 rows, whose keys and values stay in the core's cache) or given.
     public var attentionFLOPs: Double
     public var attentionBackwardFLOPs: Double
+    /// Attention rates measured over longer key blocks, ascending by `keys` (empty when the rates are given): a rank
+    /// holding `seq_len / P` tokens streams that many keys per query tile from further out in the memory hierarchy.
+    public var attentionOverKeys: [AttentionRate] = []
     /// Memory of the rank in bytes (`nil`: not checked).
     public var memoryBytes: Double?
     /// Bytes per second one rank sends to its ring neighbour (and receives), each way.
@@ -32,6 +36,29 @@ public struct RankCapacity: Sendable, Equatable, Codable {
         self.matmulFLOPs = matmulFLOPs; self.attentionFLOPs = attentionFLOPs
         self.attentionBackwardFLOPs = attentionBackwardFLOPs; self.memoryBytes = memoryBytes
         self.linkBytesPerSecond = linkBytesPerSecond; self.source = source
+    }
+}
+
+/// Attention forward and backward FLOP/s of queries against a block of `keys` keys.
+public struct AttentionRate: Sendable, Equatable, Codable {
+    public var keys: Int
+    public var forwardFLOPs: Double
+    public var backwardFLOPs: Double
+
+    public init(keys: Int, forwardFLOPs: Double, backwardFLOPs: Double) {
+        self.keys = keys; self.forwardFLOPs = forwardFLOPs; self.backwardFLOPs = backwardFLOPs
+    }
+}
+
+extension RankCapacity {
+    /// The attention rates for a rank whose queries see blocks of `keys` keys: those measured over the longest key
+    /// block not longer than `keys` (so a rate is never borrowed from a block that fits a faster cache level), the
+    /// short-block rates below the first.
+    public func attentionRates(keys: Int) -> (forward: Double, backward: Double) {
+        guard let rate = attentionOverKeys.last(where: { $0.keys <= keys }) else {
+            return (attentionFLOPs, attentionBackwardFLOPs)
+        }
+        return (rate.forwardFLOPs, rate.backwardFLOPs)
     }
 }
 
@@ -78,18 +105,20 @@ public struct StageEstimate: Sendable, Equatable, Codable {
 ///   for `P > 1` the ring's double buffers `6·kv` (K and V in flight, dK/dV partial sums).
 public enum TrainingEstimate {
     /// A rank's process itself (runtime, BLAS, thread stacks) when the figures are given rather than measured
-    /// (measured figures use this process's own resident bytes, ``RankCapacity/measure(configuration:workers:rows:memoryBytes:)``).
+    /// (measured figures use this process's own resident bytes, ``RankCapacity/measure(configuration:workers:rows:keyLengths:memoryBytes:)``).
     public static let runtimeBytes = 128.0 * 1_048_576
 
     /// The estimates of every stage of a stages file for a model directory (only `config.json` is read, so a
     /// directory holding just the configuration of a model too large for this machine will do). `ring`: ranks per
-    /// sequence for every stage.
+    /// sequence for every stage. `capacity` gets the configuration and the key-block lengths of the stages
+    /// (``keysPerRank(configuration:seqLen:ring:)``), so that measured attention rates can cover them.
     public static func plan(modelDirectory: String, stagesPath: String, ring: Int,
-                            capacity: (TransformerConfiguration) -> RankCapacity) throws -> (rows: [StageEstimate], capacity: RankCapacity) {
+                            capacity: (TransformerConfiguration, _ keyLengths: [Int]) -> RankCapacity) throws -> (rows: [StageEstimate], capacity: RankCapacity) {
         let configuration = try TransformerConfiguration(directory: try ModelDirectory(path: modelDirectory))
         let stages = try TrainingStages.load(path: stagesPath)
         guard ring >= 1 else { throw TrainingInputError("--ring", "must be at least 1, got \(ring)") }
-        let cap = capacity(configuration)
+        let keyLengths = Set(stages.stages.map { keysPerRank(configuration: configuration, seqLen: $0.seqLen, ring: ring) })
+        let cap = capacity(configuration, keyLengths.sorted())
         let rows = stages.stages.map {
             estimate(configuration: configuration, stage: $0, ring: ring, recompute: stages.recompute, capacity: cap)
         }
@@ -117,6 +146,13 @@ public enum TrainingEstimate {
         if c.outputBias { layer += d }
         if c.mlpBias { layer += 2 * i + d }
         return v * d + Double(c.layers) * layer + d + (c.tieWordEmbeddings ? 0 : v * d)
+    }
+
+    /// Keys one rank's queries see per block in a stage of `seqLen` tokens over `ring` ranks: its own
+    /// `seq_len / P` tokens' worth (each block of the ring is that long), capped by a sliding window.
+    public static func keysPerRank(configuration c: TransformerConfiguration, seqLen: Int, ring: Int) -> Int {
+        let local = (seqLen + max(1, ring) - 1) / max(1, ring)
+        return min(local, c.slidingWindow ?? local)
     }
 
     /// Keys visible to the queries of an `n`-token causal sequence, summed (a sliding window of `w` keys caps each).
@@ -152,8 +188,9 @@ public enum TrainingEstimate {
         let ringBytes = hops * block * l * ((recompute ? 2 : 1) + 2) * Double(sequences)
         let allReduce = p > 1 ? 2 * hops / Double(p) * params * 4 : 0
         // Time per rank: compute split evenly (zigzag balances the causal work); ring traffic overlaps attention.
+        let rates = capacity.attentionRates(keys: keysPerRank(configuration: c, seqLen: n, ring: p))
         let attentionSeconds = Double(sequences) / Double(p)
-            * (attentionForward * forwards / capacity.attentionFLOPs + attentionForward * 2.5 / capacity.attentionBackwardFLOPs)
+            * (attentionForward * forwards / rates.forward + attentionForward * 2.5 / rates.backward)
         // AdamW reads weights, gradients and both moments and writes three of them: 28 bytes per parameter.
         let optimizerSeconds = params * 28 / capacity.memoryBytesPerSecond
         let compute = Double(sequences) * matmul / capacity.matmulFLOPs / Double(p) + attentionSeconds + optimizerSeconds
@@ -183,6 +220,9 @@ public enum TrainingEstimate {
             + "\(flops(capacity.attentionFLOPs))LOP/s / \(flops(capacity.attentionBackwardFLOPs))LOP/s attention forward / backward, "
             + "link \(bytes(capacity.linkBytesPerSecond))/s, memory \(bytes(capacity.memoryBytesPerSecond))/s"
             + (capacity.memoryBytes.map { ", \(bytes($0)) each" } ?? "") + " (\(capacity.source))\n"
+        for rate in capacity.attentionOverKeys {
+            out += "  attention over \(formatLength(rate.keys)) keys: \(flops(rate.forwardFLOPs))LOP/s / \(flops(rate.backwardFLOPs))LOP/s\n"
+        }
         let header = ["stage", "seq_len", "ring", "tok/rank", "FLOPs/step", "state/rank", "activ./rank", "K/V/rank",
                       "peak/rank", "sent/rank/step", "compute", "comm exposed", "step", "fits"]
         var lines = [header]
@@ -205,68 +245,95 @@ public enum TrainingEstimate {
 extension RankCapacity {
     /// Measures this machine with the model's shapes and `workers` threads: a linear layer's product
     /// (`rows × d` by `d × min(I, 8192)`), causal blockwise attention of `rows` queries over themselves forward
-    /// (``BlockwiseAttention``) and backward (``AttentionBackward``), and memory copy bandwidth (the link between
-    /// ranks on one host), and this process's resident bytes before it allocates anything for the measurement (what
-    /// a rank holds besides its model and sequence). Each rate is the fastest of the runs that fit in 0.3 s after
-    /// a warm-up run (at least three); takes a few seconds.
+    /// (``BlockwiseAttention``) and backward (``AttentionBackward``), the same over each of `keyLengths` keys longer
+    /// than `rows` (``attentionOverKeys``: `128 · workers` queries against the whole block, capped at
+    /// ``longestMeasuredKeys``), memory copy bandwidth (the link between ranks on one host), and this process's
+    /// resident bytes before it allocates anything for the measurement (what a rank holds besides its model and
+    /// sequence). Each rate is the fastest of the runs that fit in 0.3 s after a warm-up run (at least three);
+    /// takes a few seconds, plus about ten per 64K keys.
     public static func measure(configuration c: TransformerConfiguration, workers: Int, rows: Int = 1024,
-                               memoryBytes: Double? = nil) -> RankCapacity {
+                               keyLengths: [Int] = [], memoryBytes: Double? = nil) -> RankCapacity {
         let runtime = Double(ProcessMemory.residentBytes())
         let d = c.hiddenSize, cols = min(c.intermediateSize, 8192)
-        let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, slidingWindow: nil)
-        let q = c.heads * c.headDim, kvw = c.kvHeads * c.headDim
         var rng = SeededRandom(seed: 1)
         func buffer(_ count: Int) -> [Float] { (0..<count).map { _ in Float(rng.uniform() - 0.5) } }
-        let x = buffer(rows * d), w = buffer(d * cols), queries = buffer(rows * q), keys = buffer(kvw * rows)
-        let values = buffer(kvw * rows), dOut = buffer(rows * q)
-        var y = [Float](repeating: 0, count: rows * cols), out = [Float](repeating: 0, count: rows * q)
-        var lse = [Float](repeating: 0, count: rows * c.heads), dq = out, dk = keys, dv = values
-        // One untimed run (first touch of the buffers, the vector units' frequency step), then the fastest of as many
-        // runs as fit in 0.3 s (at least three): a single short run caught by another process's time slice made the
-        // 128K estimate 2.4× the measured step.
-        func best(_ body: () -> Void) -> Double {
-            body()
-            var fastest = Double.infinity, runs = 0
-            let start = Date()
-            repeat {
-                let t = Date(); body(); fastest = min(fastest, Date().timeIntervalSince(t)); runs += 1
-            } while runs < 3 || Date().timeIntervalSince(start) < 0.3
-            return fastest
-        }
+        let x = buffer(rows * d), w = buffer(d * cols)
+        var y = [Float](repeating: 0, count: rows * cols)
         let savedThreads = BLAS.threads
         BLAS.threads = 1
         defer { BLAS.threads = savedThreads }
-        let matmul = best {
+        let matmul = fastest {
             LayerOps.gemm(m: rows, n: cols, k: d, a: x, lda: d, b: w, ldb: cols, c: &y, ldc: cols, workers: workers)
         }
-        let attentionFLOPs = 4 * Double(q) * TrainingEstimate.visibleKeys(rows, window: nil)
-        let forward = best {
-            keys.withUnsafeBufferPointer { k in
-                values.withUnsafeBufferPointer { v in
-                    let view = KeyValueView(keys: k.baseAddress!, values: v.baseAddress!, stride: rows, count: rows)
-                    BlockwiseAttention.attend(shape: shape, query: queries, queryStride: q, count: rows, firstPosition: 0,
-                                              kv: view, output: &out, outputStride: q, logSumExp: &lse, workers: workers)
+        let short = attentionRate(c, queries: rows, keys: rows, causal: true, workers: workers, rng: &rng)
+        let long = Set(keyLengths.filter { $0 > rows }.map { min($0, longestMeasuredKeys) }).sorted().map {
+            attentionRate(c, queries: 128 * max(1, workers), keys: $0, causal: false, workers: workers, rng: &rng)
+        }
+        var source = [Float](repeating: 1, count: 1 << 24), target = source
+        let copy = fastest { target.withUnsafeMutableBufferPointer { t in source.withUnsafeBufferPointer { t.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } } }
+        source[0] = target[1]
+        var capacity = RankCapacity(matmulFLOPs: 2 * Double(rows * cols * d) / matmul, attentionFLOPs: short.forwardFLOPs,
+                                    attentionBackwardFLOPs: short.backwardFLOPs, memoryBytes: memoryBytes,
+                                    linkBytesPerSecond: Double(4 << 24) / copy, memoryBytesPerSecond: 2 * Double(4 << 24) / copy,
+                                    runtimeBytes: runtime > 0 ? runtime : TrainingEstimate.runtimeBytes,
+                                    source: "measured on this machine, \(workers) thread\(workers == 1 ? "" : "s") per rank")
+        capacity.attentionOverKeys = long
+        return capacity
+    }
+
+    /// The longest key block ``measure(configuration:workers:rows:keyLengths:memoryBytes:)`` times (its keys,
+    /// values and their gradients take `4 · 4 · kv` bytes per key: 400 MiB for SmolLM2, 2 GiB for Llama-3-8B);
+    /// longer blocks take its rates.
+    public static let longestMeasuredKeys = 131_072
+
+    /// One untimed run (first touch of the buffers, the vector units' frequency step), then the fastest of as many
+    /// runs as fit in 0.3 s (at least three): a single short run caught by another process's time slice made the
+    /// 128K estimate 2.4× the measured step.
+    static func fastest(_ body: () -> Void) -> Double {
+        body()
+        var best = Double.infinity, runs = 0
+        let start = Date()
+        repeat {
+            let t = Date(); body(); best = min(best, Date().timeIntervalSince(t)); runs += 1
+        } while runs < 3 || Date().timeIntervalSince(start) < 0.3
+        return best
+    }
+
+    /// Attention forward and backward FLOP/s of `queries` query rows against `keys` keys with the model's heads:
+    /// causal over themselves (`causal`, `queries == keys`) or every query seeing the whole block (a block of
+    /// another rank in the ring). FLOPs: `4·q·Σ visible keys` forward, 2.5× that backward.
+    static func attentionRate(_ c: TransformerConfiguration, queries: Int, keys: Int, causal: Bool, workers: Int,
+                              rng: inout SeededRandom) -> AttentionRate {
+        let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, slidingWindow: nil)
+        let q = c.heads * c.headDim, kvw = c.kvHeads * c.headDim
+        func buffer(_ count: Int) -> [Float] { (0..<count).map { _ in Float(rng.uniform() - 0.5) } }
+        let query = buffer(queries * q), keyBlock = buffer(kvw * keys), valueBlock = buffer(kvw * keys)
+        let dOut = buffer(queries * q)
+        var out = [Float](repeating: 0, count: queries * q), lse = [Float](repeating: 0, count: queries * c.heads)
+        var dq = out, dk = keyBlock, dv = valueBlock
+        // Queries placed after the block when it is not causal, so that every key is visible.
+        let first = causal ? 0 : keys
+        let flops = 4 * Double(q) * (causal ? TrainingEstimate.visibleKeys(keys, window: nil) : Double(queries) * Double(keys))
+        let forward = fastest {
+            keyBlock.withUnsafeBufferPointer { k in
+                valueBlock.withUnsafeBufferPointer { v in
+                    let view = KeyValueView(keys: k.baseAddress!, values: v.baseAddress!, stride: keys, count: keys)
+                    BlockwiseAttention.attend(shape: shape, query: query, queryStride: q, count: queries, firstPosition: first,
+                                              kv: view, causal: causal, output: &out, outputStride: q, logSumExp: &lse, workers: workers)
                 }
             }
         }
-        let backward = best {
-            keys.withUnsafeBufferPointer { k in
-                values.withUnsafeBufferPointer { v in
-                    let view = KeyValueView(keys: k.baseAddress!, values: v.baseAddress!, stride: rows, count: rows)
-                    AttentionBackward.accumulate(shape: shape, query: queries, queryStride: q, count: rows, firstPosition: 0,
-                                                 kv: view, output: out, outputStride: q, outputGradient: dOut,
+        let backward = fastest {
+            keyBlock.withUnsafeBufferPointer { k in
+                valueBlock.withUnsafeBufferPointer { v in
+                    let view = KeyValueView(keys: k.baseAddress!, values: v.baseAddress!, stride: keys, count: keys)
+                    AttentionBackward.accumulate(shape: shape, query: query, queryStride: q, count: queries, firstPosition: first,
+                                                 kv: view, causal: causal, output: out, outputStride: q, outputGradient: dOut,
                                                  outputGradientStride: q, logSumExp: lse, queryGradient: &dq,
                                                  queryGradientStride: q, keyGradient: &dk, valueGradient: &dv, workers: workers)
                 }
             }
         }
-        var source = [Float](repeating: 1, count: 1 << 24), target = source
-        let copy = best { target.withUnsafeMutableBufferPointer { t in source.withUnsafeBufferPointer { t.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } } }
-        source[0] = target[1]
-        return RankCapacity(matmulFLOPs: 2 * Double(rows * cols * d) / matmul, attentionFLOPs: attentionFLOPs / forward,
-                            attentionBackwardFLOPs: 2.5 * attentionFLOPs / backward, memoryBytes: memoryBytes,
-                            linkBytesPerSecond: Double(4 << 24) / copy, memoryBytesPerSecond: 2 * Double(4 << 24) / copy,
-                            runtimeBytes: runtime > 0 ? runtime : TrainingEstimate.runtimeBytes,
-                            source: "measured on this machine, \(workers) thread\(workers == 1 ? "" : "s") per rank")
+        return AttentionRate(keys: keys, forwardFLOPs: flops / forward, backwardFLOPs: 2.5 * flops / backward)
     }
 }

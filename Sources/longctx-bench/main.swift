@@ -366,7 +366,7 @@ case "estimate":
     guard args.count > 4, let ring = Int(args[4]) else { fatalError("usage: longctx-bench estimate DIR STAGES RING [WORKERS]") }
     let workers = args.count > 5 ? Int(args[5]) ?? 1 : 1
     let (rows, capacity) = try TrainingEstimate.plan(modelDirectory: args[2], stagesPath: args[3], ring: ring) {
-        RankCapacity.measure(configuration: $0, workers: workers)
+        RankCapacity.measure(configuration: $0, workers: workers, keyLengths: $1)
     }
     struct Plan: Encodable { let capacity: RankCapacity; let stages: [StageEstimate] }
     print(String(decoding: try JSONEncoder().encode(Plan(capacity: capacity, stages: rows)), as: UTF8.self))

@@ -86,11 +86,11 @@ struct EstimateOptions: ParsableArguments {
         for (name, value) in [("--rank-tflops", rankTFLOPs), ("--link-gbps", linkGBps), ("--rank-memory-gbps", memoryGBps)] {
             if let value, !(value.isFinite && value > 0) { throw ValidationError("\(name) must be a positive number, got \(value)") }
         }
-        let (rows, capacity) = try TrainingEstimate.plan(modelDirectory: model, stagesPath: stages, ring: ring) { configuration in
+        let (rows, capacity) = try TrainingEstimate.plan(modelDirectory: model, stagesPath: stages, ring: ring) { configuration, keyLengths in
             var c = rankTFLOPs != nil && linkGBps != nil && memoryGBps != nil
                 ? RankCapacity(matmulFLOPs: 0, attentionFLOPs: 0, attentionBackwardFLOPs: 0, memoryBytes: memory,
                                linkBytesPerSecond: 0, memoryBytesPerSecond: 0, source: "")
-                : RankCapacity.measure(configuration: configuration, workers: workers, memoryBytes: memory)
+                : RankCapacity.measure(configuration: configuration, workers: workers, keyLengths: keyLengths, memoryBytes: memory)
             if let t = rankTFLOPs {
                 c.matmulFLOPs = t * 1e12; c.attentionFLOPs = t * 1e12; c.attentionBackwardFLOPs = t * 1e12
                 c.source = "given"

@@ -28,7 +28,7 @@ import Transformer
                                     memoryBytesPerSecond: 2e12, source: "given")
         func plan(_ ring: Int) throws -> [StageEstimate] {
             try TrainingEstimate.plan(modelDirectory: root + "/eval/models/llama-3-8b",
-                                      stagesPath: root + "/eval/stages/llama3-8b-estimate.yaml", ring: ring) { _ in capacity }.rows
+                                      stagesPath: root + "/eval/stages/llama3-8b-estimate.yaml", ring: ring) { _, _ in capacity }.rows
         }
         let one = try plan(1), many = try plan(32)
         // Meta's model card: 8.03B parameters (8,030,261,248); f32 weights, gradients and two moments per rank.
@@ -42,5 +42,37 @@ import Transformer
             #expect(b.matmulFLOPsPerStep == a.matmulFLOPsPerStep && b.attentionFLOPsPerStep == a.attentionFLOPsPerStep)
             #expect(b.fits == false, "f32 state alone (128 GB) exceeds 80 GiB")
         }
+    }
+
+    /// A stage's attention time uses the rates measured over the longest key block not longer than the rank's own
+    /// (`seq_len / P`), and the short-block rates below the first measured block.
+    @Test func attentionRatesFollowTheRanksKeyBlock() throws {
+        var capacity = RankCapacity(matmulFLOPs: 1e11, attentionFLOPs: 6e10, attentionBackwardFLOPs: 5e10,
+                                    linkBytesPerSecond: 1e10, memoryBytesPerSecond: 2e10, source: "given")
+        capacity.attentionOverKeys = [AttentionRate(keys: 65_536, forwardFLOPs: 4e10, backwardFLOPs: 3e10),
+                                      AttentionRate(keys: 131_072, forwardFLOPs: 2e10, backwardFLOPs: 1.5e10)]
+        #expect(capacity.attentionRates(keys: 4096) == (6e10, 5e10))
+        #expect(capacity.attentionRates(keys: 65_536) == (4e10, 3e10))
+        #expect(capacity.attentionRates(keys: 100_000) == (4e10, 3e10))
+        #expect(capacity.attentionRates(keys: 1 << 20) == (2e10, 1.5e10))
+        let c = try TransformerConfiguration(directory: try ModelDirectory(path: TestSupport.repoRoot + "/eval/models/llama-3-8b"))
+        let stage = try TrainingStages(yaml: """
+            stages:
+              - name: s
+                seq_len: 131072
+                steps: 1
+                lr: 1e-5
+
+            """, path: "test.yaml").stages[0]
+        let two = TrainingEstimate.estimate(configuration: c, stage: stage, ring: 2, recompute: true, capacity: capacity)
+        var slower = capacity
+        slower.attentionOverKeys[0].forwardFLOPs /= 2
+        slower.attentionOverKeys[0].backwardFLOPs /= 2
+        let twoSlower = TrainingEstimate.estimate(configuration: c, stage: stage, ring: 2, recompute: true, capacity: slower)
+        #expect(twoSlower.computeSeconds > two.computeSeconds)
+        // P = 1 holds 128K keys: the 64K block's rates do not apply.
+        let one = TrainingEstimate.estimate(configuration: c, stage: stage, ring: 1, recompute: true, capacity: capacity)
+        let oneSlower = TrainingEstimate.estimate(configuration: c, stage: stage, ring: 1, recompute: true, capacity: slower)
+        #expect(one.computeSeconds == oneSlower.computeSeconds)
     }
 }
