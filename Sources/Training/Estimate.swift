@@ -51,14 +51,15 @@ public struct AttentionRate: Sendable, Equatable, Codable {
 }
 
 extension RankCapacity {
-    /// The attention rates for a rank whose queries see blocks of `keys` keys: those measured over the longest key
-    /// block not longer than `keys` (so a rate is never borrowed from a block that fits a faster cache level), the
-    /// short-block rates below the first.
+    /// The attention rates for a rank whose queries see blocks of `keys` keys: the slower of the short-block rates
+    /// (causal, cached: what small and masked calls reach) and those measured over the longest key block not longer
+    /// than `keys` (what streaming that many keys from further out in the memory hierarchy allows; a rate is never
+    /// borrowed from a block that fits a faster cache level).
     public func attentionRates(keys: Int) -> (forward: Double, backward: Double) {
         guard let rate = attentionOverKeys.last(where: { $0.keys <= keys }) else {
             return (attentionFLOPs, attentionBackwardFLOPs)
         }
-        return (rate.forwardFLOPs, rate.backwardFLOPs)
+        return (min(attentionFLOPs, rate.forwardFLOPs), min(attentionBackwardFLOPs, rate.backwardFLOPs))
     }
 }
 

@@ -44,8 +44,8 @@ import Transformer
         }
     }
 
-    /// A stage's attention time uses the rates measured over the longest key block not longer than the rank's own
-    /// (`seq_len / P`), and the short-block rates below the first measured block.
+    /// A stage's attention time uses the slower of the short-block rates and those measured over the longest key
+    /// block not longer than the rank's own (`seq_len / P`); the short-block rates below the first measured block.
     @Test func attentionRatesFollowTheRanksKeyBlock() throws {
         var capacity = RankCapacity(matmulFLOPs: 1e11, attentionFLOPs: 6e10, attentionBackwardFLOPs: 5e10,
                                     linkBytesPerSecond: 1e10, memoryBytesPerSecond: 2e10, source: "given")
@@ -55,6 +55,9 @@ import Transformer
         #expect(capacity.attentionRates(keys: 65_536) == (4e10, 3e10))
         #expect(capacity.attentionRates(keys: 100_000) == (4e10, 3e10))
         #expect(capacity.attentionRates(keys: 1 << 20) == (2e10, 1.5e10))
+        capacity.attentionOverKeys[0].forwardFLOPs = 7e10
+        #expect(capacity.attentionRates(keys: 65_536) == (6e10, 3e10))
+        capacity.attentionOverKeys[0].forwardFLOPs = 4e10
         let c = try TransformerConfiguration(directory: try ModelDirectory(path: TestSupport.repoRoot + "/eval/models/llama-3-8b"))
         let stage = try TrainingStages(yaml: """
             stages:
