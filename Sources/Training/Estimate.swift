@@ -247,11 +247,11 @@ extension RankCapacity {
     /// Measures this machine with the model's shapes and `workers` threads: a linear layer's product
     /// (`rows × d` by `d × min(I, 8192)`), causal blockwise attention of `rows` queries over themselves forward
     /// (``BlockwiseAttention``) and backward (``AttentionBackward``), the same over each of `keyLengths` keys longer
-    /// than `rows` (``attentionOverKeys``: `128 · workers` queries against the whole block, capped at
+    /// than `rows` (``attentionOverKeys``: 512 queries, a few query tiles per worker, against the whole block, capped at
     /// ``longestMeasuredKeys``), memory copy bandwidth (the link between ranks on one host), and this process's
     /// resident bytes before it allocates anything for the measurement (what a rank holds besides its model and
-    /// sequence). Each rate is the fastest of the runs that fit in 0.3 s after a warm-up run (at least three);
-    /// takes a few seconds, plus about ten per 64K keys.
+    /// sequence). Each rate is the median of the runs that fit in one second after a warm-up run (at least three);
+    /// takes a few seconds, plus about half a minute per 64K keys of a SmolLM-sized model.
     public static func measure(configuration c: TransformerConfiguration, workers: Int, rows: Int = 1024,
                                keyLengths: [Int] = [], memoryBytes: Double? = nil) -> RankCapacity {
         let runtime = Double(ProcessMemory.residentBytes())
@@ -263,15 +263,15 @@ extension RankCapacity {
         let savedThreads = BLAS.threads
         BLAS.threads = 1
         defer { BLAS.threads = savedThreads }
-        let matmul = fastest {
+        let matmul = sustained {
             LayerOps.gemm(m: rows, n: cols, k: d, a: x, lda: d, b: w, ldb: cols, c: &y, ldc: cols, workers: workers)
         }
         let short = attentionRate(c, queries: rows, keys: rows, causal: true, workers: workers, rng: &rng)
         let long = Set(keyLengths.filter { $0 > rows }.map { min($0, longestMeasuredKeys) }).sorted().map {
-            attentionRate(c, queries: 128 * max(1, workers), keys: $0, causal: false, workers: workers, rng: &rng)
+            attentionRate(c, queries: 512, keys: $0, causal: false, workers: workers, rng: &rng)
         }
         var source = [Float](repeating: 1, count: 1 << 24), target = source
-        let copy = fastest { target.withUnsafeMutableBufferPointer { t in source.withUnsafeBufferPointer { t.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } } }
+        let copy = sustained { target.withUnsafeMutableBufferPointer { t in source.withUnsafeBufferPointer { t.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } } }
         source[0] = target[1]
         var capacity = RankCapacity(matmulFLOPs: 2 * Double(rows * cols * d) / matmul, attentionFLOPs: short.forwardFLOPs,
                                     attentionBackwardFLOPs: short.backwardFLOPs, memoryBytes: memoryBytes,
@@ -287,17 +287,18 @@ extension RankCapacity {
     /// longer blocks take its rates.
     public static let longestMeasuredKeys = 131_072
 
-    /// One untimed run (first touch of the buffers, the vector units' frequency step), then the fastest of as many
-    /// runs as fit in 0.3 s (at least three): a single short run caught by another process's time slice made the
-    /// 128K estimate 2.4× the measured step.
-    static func fastest(_ body: () -> Void) -> Double {
+    /// One untimed run (first touch of the buffers, the vector units' frequency step), then the median of as many
+    /// runs as fit in one second (at least three). A single short run caught by another process's time slice made
+    /// the 128K estimate 2.4× the measured step; the fastest of many runs, on the other hand, swung by ±30 % between
+    /// processes on a shared host, while a step of minutes sees the sustained rate.
+    static func sustained(_ body: () -> Void) -> Double {
         body()
-        var best = Double.infinity, runs = 0
+        var times: [Double] = []
         let start = Date()
         repeat {
-            let t = Date(); body(); best = min(best, Date().timeIntervalSince(t)); runs += 1
-        } while runs < 3 || Date().timeIntervalSince(start) < 0.3
-        return best
+            let t = Date(); body(); times.append(Date().timeIntervalSince(t))
+        } while times.count < 3 || Date().timeIntervalSince(start) < 1
+        return times.sorted()[times.count / 2]
     }
 
     /// Attention forward and backward FLOP/s of `queries` query rows against `keys` keys with the model's heads:
@@ -315,7 +316,7 @@ extension RankCapacity {
         // Queries placed after the block when it is not causal, so that every key is visible.
         let first = causal ? 0 : keys
         let flops = 4 * Double(q) * (causal ? TrainingEstimate.visibleKeys(keys, window: nil) : Double(queries) * Double(keys))
-        let forward = fastest {
+        let forward = sustained {
             keyBlock.withUnsafeBufferPointer { k in
                 valueBlock.withUnsafeBufferPointer { v in
                     let view = KeyValueView(keys: k.baseAddress!, values: v.baseAddress!, stride: keys, count: keys)
@@ -324,7 +325,7 @@ extension RankCapacity {
                 }
             }
         }
-        let backward = fastest {
+        let backward = sustained {
             keyBlock.withUnsafeBufferPointer { k in
                 valueBlock.withUnsafeBufferPointer { v in
                     let view = KeyValueView(keys: k.baseAddress!, values: v.baseAddress!, stride: keys, count: keys)
