@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 let package = Package(
@@ -21,7 +21,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // Without its default traits: swift-configuration and the full-Foundation extras are not used here.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
@@ -65,11 +66,10 @@ let package = Package(
         .target(name: "GGUFImport", dependencies: ["Basics", "ModelIO", "TensorCore", "RoPE"]),
         // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
         .target(name: "Evaluation", dependencies: ["Basics"]),
-        // Completion backends: the built-in engine (requests interleaved a step at a time on its own thread) and an OpenAI-compatible HTTP client
+        // Completion backends: the built-in engine (requests interleaved a step at a time on its own thread) and an OpenAI-compatible HTTP client over URLSession
         // (retries, timeouts, concurrency limit).
         .target(name: "EvalBackends", dependencies: [
             "Evaluation", "Tokenizers", "Transformer",
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         // `longctx demo`: the toolkit's whole loop on a toy model trained by the toolkit (base from scratch, training-free
         // RoPE plans, progressive training, LoRA extract/merge, retrieval grids) and SmolLM2 beyond its window.
@@ -104,7 +104,9 @@ let package = Package(
                     exclude: ["agreement-prompts.txt"]),
         .testTarget(name: "LoRATests", dependencies: ["Basics", "LoRA", "ModelIO", "TensorCore", "TestSupport"]),
         .testTarget(name: "EvaluationTests",
-                    dependencies: ["Basics", "Evaluation", "EvalBackends", "Serving", "Tokenizers", "Transformer", "TestSupport", "longctx"],
+                    dependencies: ["Basics", "Evaluation", "EvalBackends", "Serving", "Tokenizers", "Transformer", "TestSupport", "longctx",
+                                   // The tests' own raw HTTP client (the backend itself uses URLSession).
+                                   .product(name: "AsyncHTTPClient", package: "async-http-client")],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Basics", "Training", "Transformer", "Tokenizers", "ModelIO", "TensorCore", "RoPE", "LoRA",

@@ -1,8 +1,8 @@
-import AsyncHTTPClient
 import Evaluation
 import Foundation
-import NIOCore
-import NIOHTTP1
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// An OpenAI-compatible server (vLLM, llama.cpp server, SGLang, TGI, `longctx serve`) as an evaluation backend.
 ///
@@ -28,12 +28,11 @@ public struct OpenAIBackend: CompletionBackend {
     public let apiKey: String?
     public let options: Options
     let limiter: ConcurrencyLimiter
-    let client: HTTPClient
 
     public var name: String { "openai:\(baseURL)#\(model)" }
 
     /// `url` may be the server root or end in `/v1`.
-    public init(url: String, model: String, apiKey: String?, options: Options = Options(), client: HTTPClient = .shared) {
+    public init(url: String, model: String, apiKey: String?, options: Options = Options()) {
         var u = url
         while u.hasSuffix("/") { u.removeLast() }
         if u.hasSuffix("/v1") { u.removeLast(3) }
@@ -41,31 +40,24 @@ public struct OpenAIBackend: CompletionBackend {
         self.model = model
         self.apiKey = apiKey
         self.options = options
-        self.client = client
         limiter = ConcurrencyLimiter(max(options.concurrency, 1))
     }
 
     /// The first model id listed by `GET /v1/models`.
-    public static func firstModel(url: String, apiKey: String?, timeoutSeconds: Double = 30, client: HTTPClient = .shared) async throws -> String {
+    public static func firstModel(url: String, apiKey: String?, timeoutSeconds: Double = 30) async throws -> String {
         var u = url
         while u.hasSuffix("/") { u.removeLast() }
         if u.hasSuffix("/v1") { u.removeLast(3) }
-        var req = HTTPClientRequest(url: u + "/v1/models")
-        if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
-        let request = req
-        let (resp, body): (HTTPClientResponse, ByteBuffer)
+        let exchange: HTTPExchange
         do {
-            (resp, body) = try await within(timeoutSeconds, u + "/v1/models") {
-                let resp = try await client.execute(request, timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
-                return (resp, try await resp.body.collect(upTo: 16 << 20))
-            }
+            exchange = try await HTTPExchange.send(u + "/v1/models", apiKey: apiKey, timeoutSeconds: timeoutSeconds)
         } catch {
             throw EvalError("\(u)/v1/models: request failed: \(error)")
         }
-        guard resp.status == .ok,
-              let obj = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+        guard exchange.status == 200,
+              let obj = try? JSONSerialization.jsonObject(with: exchange.body) as? [String: Any],
               let data = obj["data"] as? [[String: Any]], let id = data.first?["id"] as? String else {
-            throw EvalError("\(u)/v1/models: no model listed (HTTP \(resp.status.code))")
+            throw EvalError("\(u)/v1/models: no model listed (HTTP \(exchange.status))")
         }
         return id
     }
@@ -79,24 +71,16 @@ public struct OpenAIBackend: CompletionBackend {
     /// Token ids the server's `/tokenize` (vLLM / `longctx serve` form) gives for `text`, or nil when the
     /// server has no such endpoint.
     public func serverTokenize(_ text: String) async throws -> [Int]? {
-        var req = HTTPClientRequest(url: baseURL + "/tokenize")
-        req.method = .POST
-        req.headers.add(name: "Content-Type", value: "application/json")
-        if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
         let body = try JSONSerialization.data(withJSONObject: ["model": model, "prompt": text])
-        req.body = .bytes(ByteBuffer(bytes: body))
-        let request = req, client = self.client, seconds = max(60, options.timeoutSeconds)
-        let (resp, data): (HTTPClientResponse, ByteBuffer)
+        let exchange: HTTPExchange
         do {
-            (resp, data) = try await Self.within(seconds, baseURL + "/tokenize") {
-                let resp = try await client.execute(request, timeout: .milliseconds(Int64(seconds * 1000)))
-                return (resp, try await resp.body.collect(upTo: 64 << 20))
-            }
+            exchange = try await HTTPExchange.send(baseURL + "/tokenize", body: body, apiKey: apiKey,
+                                                   timeoutSeconds: max(60, options.timeoutSeconds))
         } catch {
             throw EvalError("\(baseURL)/tokenize: request failed: \(error)")
         }
-        guard resp.status == .ok else { return nil }
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(data.readableBytesView)) as? [String: Any],
+        guard exchange.status == 200 else { return nil }
+        guard let obj = try? JSONSerialization.jsonObject(with: exchange.body) as? [String: Any],
               let tokens = obj["tokens"] as? [Int] else { return nil }
         return tokens
     }
@@ -144,30 +128,18 @@ public struct OpenAIBackend: CompletionBackend {
 
     func once(_ payload: Data) async throws -> CompletionResponse {
         let path = options.endpoint == .completions ? "/v1/completions" : "/v1/chat/completions"
-        var req = HTTPClientRequest(url: baseURL + path)
-        req.method = .POST
-        req.headers.add(name: "Content-Type", value: "application/json")
-        if let k = apiKey { req.headers.add(name: "Authorization", value: "Bearer \(k)") }
-        req.body = .bytes(ByteBuffer(bytes: payload))
-        let resp: HTTPClientResponse
-        let data: ByteBuffer
-        let client = self.client, seconds = options.timeoutSeconds, url = baseURL + path, request = req
+        let url = baseURL + path
+        let exchange: HTTPExchange
         do {
             // One deadline for the whole exchange, body included: a server that stalls mid-body or drips bytes
             // is given up on too.
-            (resp, data) = try await Self.within(seconds, url) {
-                let resp = try await client.execute(request, timeout: .milliseconds(Int64(seconds * 1000)))
-                return (resp, try await resp.body.collect(upTo: 256 << 20))
-            }
-        } catch let e as HTTPClientError where e == .deadlineExceeded || e == .readTimeout {
-            throw Attempt.retryable("timeout after \(seconds) s (\(url))")
+            exchange = try await HTTPExchange.send(url, body: payload, apiKey: apiKey, timeoutSeconds: options.timeoutSeconds)
         } catch let a as Attempt {
             throw a
         } catch {
             throw Attempt.retryable("request to \(url) failed: \(error)")
         }
-        let bytes = Data(data.readableBytesView)
-        let code = Int(resp.status.code)
+        let code = exchange.status, bytes = exchange.body
         if code == 408 || code == 429 || code >= 500 {
             throw Attempt.retryable("HTTP \(code): \(String(decoding: bytes.prefix(300), as: UTF8.self))")
         }
@@ -216,6 +188,42 @@ public struct OpenAIBackend: CompletionBackend {
             }
         }
         throw BackendFailure("\(last) (after \(options.maxAttempts) attempts)", attempts: options.maxAttempts)
+    }
+}
+
+/// One HTTP request and its whole response, through Foundation's URLSession (libcurl on Linux: http and https, no
+/// package dependency): `POST` with a JSON body when `body` is given, `GET` otherwise; a bearer key when given; the
+/// whole exchange, body included, bounded by `timeoutSeconds` (a retryable ``OpenAIBackend/Attempt`` when it runs
+/// out); responses over 256 MiB are refused.
+struct HTTPExchange: Sendable {
+    var status: Int
+    var body: Data
+
+    static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = 64
+        configuration.urlCache = nil
+        return URLSession(configuration: configuration)
+    }()
+
+    static func send(_ url: String, body: Data? = nil, apiKey: String?, timeoutSeconds: Double) async throws -> HTTPExchange {
+        guard let target = URL(string: url), let scheme = target.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
+            throw OpenAIBackend.Attempt.fatal("not an http(s) URL: \(url)")
+        }
+        var request = URLRequest(url: target, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeoutSeconds)
+        if let body {
+            request.httpMethod = "POST"
+            request.httpBody = body
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        if let apiKey { request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization") }
+        let sent = request
+        return try await OpenAIBackend.within(timeoutSeconds, url) {
+            let (data, response) = try await session.data(for: sent)
+            guard let http = response as? HTTPURLResponse else { throw OpenAIBackend.Attempt.retryable("no HTTP response from \(url)") }
+            guard data.count <= 256 << 20 else { throw OpenAIBackend.Attempt.fatal("response over 256 MiB from \(url)") }
+            return HTTPExchange(status: http.statusCode, body: data)
+        }
     }
 }
 
