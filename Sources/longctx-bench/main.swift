@@ -8,6 +8,11 @@
 //                                            env WEIGHTS=stored|q8_0|q4_0|q4_1 the weight format,
 //                                            COMPUTE=f32|bf16 the product arithmetic)
 //   longctx-bench gemm M N K [transB]     -> single-threaded cblas_sgemm GFLOP/s of one shape (best of 5)
+//   longctx-bench gemm-train [N]          -> the f32 products of one SmolLM2-135M training step on N tokens (default
+//                                            1024; forward nt, input-gradient nn, weight-gradient tn, LM-head chunks):
+//                                            GFLOP/s of LayerOps.gemm with our packed kernels against OpenBLAS
+//                                            column slabs, and the step's GEMM seconds each way; env WORKERS (2),
+//                                            REPS (5, best of)
 //   longctx-bench gemm-bf16 M N K         -> the same for ck_bf16_gemm (C = A·Wᵀ, bf16 in, f32 accumulation)
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
@@ -135,6 +140,47 @@ func gemm(m: Int, n: Int, k: Int, transB: Bool) {
         } }.min()!
     }}}
     print("{\"bench\":\"gemm\",\"m\":\(m),\"n\":\(n),\"k\":\(k),\"gflops\":\(2 * Double(m * n * k) / t / 1e9)}")
+}
+
+/// `longctx-bench gemm-train`: every product shape of a SmolLM2-135M training step (30 layers: d 576, MLP 1536, q/kv
+/// 576/192, vocabulary 49152 in 170-row chunks), ours (`GemmEngine.automatic`) against OpenBLAS slabs.
+func gemmTrain(tokens n: Int) {
+    BLAS.threads = 1
+    let workers = environment("WORKERS", 2), reps = environment("REPS", 5)
+    let d = 576, f = 1536, qkv = 960, v = 49152, chunk = (1 << 23) / v, layers = 30
+    let chunks = (n + chunk - 1) / chunk
+    // (name, transA, transB, m, n, k, beta, times per step)
+    let shapes: [(String, Bool, Bool, Int, Int, Int, Float, Int)] = [
+        ("fwd qkv", false, true, n, qkv, d, 0, layers), ("fwd o", false, true, n, d, d, 0, layers),
+        ("fwd gate_up", false, true, n, 2 * f, d, 0, layers), ("fwd down", false, true, n, d, f, 0, layers),
+        ("dx down", false, false, n, f, d, 0, layers), ("dx gate_up", false, false, n, d, 2 * f, 0, layers),
+        ("dx o", false, false, n, d, d, 0, layers), ("dx qkv", false, false, n, d, qkv, 0, layers),
+        ("dW down", true, false, d, f, n, 1, layers), ("dW gate_up", true, false, 2 * f, d, n, 1, layers),
+        ("dW o", true, false, d, d, n, 1, layers), ("dW qkv", true, false, qkv, d, n, 1, layers),
+        ("head fwd", false, true, chunk, v, d, 0, chunks), ("head dx", false, false, chunk, d, v, 0, chunks),
+        ("head dW", true, false, v, d, chunk, 1, chunks),
+    ]
+    var r = SeededRandom(seed: 1)
+    var totals = (ours: 0.0, blas: 0.0)
+    for (name, ta, tb, m, nn, k, beta, times) in shapes {
+        let a = (0..<(m * k)).map { _ in r.normal() }, b = (0..<(nn * k)).map { _ in r.normal() }
+        var c = [Float](repeating: 0, count: m * nn)
+        let lda = ta ? m : k, ldb = tb ? k : nn
+        func best(_ engine: GemmEngine) -> Double {
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                (0..<reps).map { _ in seconds {
+                    LayerOps.gemm(transA: ta, transB: tb, m: m, n: nn, k: k, a: ap.baseAddress!, lda: lda,
+                                  b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: nn,
+                                  workers: workers, engine: engine)
+                } }.min()!
+            }}}
+        }
+        let ours = best(.automatic), blas = best(.openBLAS)
+        totals.ours += ours * Double(times); totals.blas += blas * Double(times)
+        let gf = 2 * Double(m * nn * k) / 1e9
+        print("{\"bench\":\"gemm-train\",\"shape\":\"\(name)\",\"op\":\"\(ta ? "t" : "n")\(tb ? "t" : "n")\",\"m\":\(m),\"n\":\(nn),\"k\":\(k),\"workers\":\(workers),\"ours_gflops\":\(gf / ours),\"openblas_gflops\":\(gf / blas),\"ratio\":\(blas / ours)}")
+    }
+    print("{\"bench\":\"gemm-train-step\",\"tokens\":\(n),\"workers\":\(workers),\"ours_seconds\":\(totals.ours),\"openblas_seconds\":\(totals.blas),\"ratio\":\(totals.blas / totals.ours),\(kernelJSON)}")
 }
 
 /// Single-threaded `ck_bf16_gemm` GFLOP/s of one Linear shape, `C[m × n] = A[m × k] · Wᵀ` (best of 5; vdpbf16ps,
@@ -322,6 +368,8 @@ case "st-write":
     try SafetensorsWriter.write((0..<64).map { ("t\($0)", t) }, metadata: ["format": "pt"], to: args[2])
 case "prefill":
     try prefill(args[2], tokens: Int(args[3]) ?? 1024, decode: args.count > 4 ? Int(args[4]) ?? 0 : 0)
+case "gemm-train":
+    gemmTrain(tokens: args.count > 2 ? Int(args[2]) ?? 1024 : 1024)
 case "gemm-bf16":
     gemmBF16(m: Int(args[2])!, n: Int(args[3])!, k: Int(args[4])!)
 case "gemm":

@@ -217,3 +217,42 @@ void ck_attention_backward_tile(const float *q, size_t q_stride, const float *o,
                                 size_t hd, float scale, const float *packed, size_t first_block,
                                 const int32_t *key_lo, const int32_t *key_hi, size_t kb, float *dq, size_t dq_stride,
                                 float *dk, float *dv, float *scratch, int level);
+
+/* ---- Single-precision GEMM (sgemm.c) ----
+   C[m × n] ← α·op(A)·op(B) + β·C, row-major; op(A) is m × k (A stored k × m with row stride lda when trans_a), op(B)
+   is k × n (stored n × k when trans_b). C is not read when β = 0. Packed-panel blocking with AVX-512 (14 × 32 tiles)
+   or AVX2+FMA (6 × 16) register tiles; no portable path (use BLAS). Each C element is summed by one thread in a
+   fixed k order, so the bits do not depend on the number of workers.
+   Threaded use, workers given by the caller: blocks = ck_sgemm_begin(...); for each block b in 0 ..< blocks:
+   ck_sgemm_block(&job, b) on the calling thread, then ck_sgemm_pack(&job, p, P) for p in 0 ..< P (concurrently,
+   P ≤ ck_sgemm_pack_parts), then, after all of them, ck_sgemm_compute(&job, p, P) for p in 0 ..< P (concurrently,
+   P ≤ ck_sgemm_compute_parts). The packed B lives in the calling thread's scratch until its next ck_sgemm_begin. */
+typedef struct {
+    int path, trans_a, trans_b, first;
+    size_t m, n, k;
+    float alpha, beta;
+    const float *a;
+    size_t lda;
+    const float *b;
+    size_t ldb;
+    float *c;
+    size_t ldc;
+    size_t mr, nr, mc, kc, nc, k_blocks, n_blocks;
+    size_t j0, nb, p0, kb;  /* the current block */
+    float *packed_b;
+} ck_sgemm_job;
+/* Sets up the job; returns the number of blocks (0 when m or n is 0), -1 when the CPU lacks `path` (or it is
+   CK_PATH_PORTABLE), -2 when out of memory. */
+int ck_sgemm_begin(ck_sgemm_job *job, int path, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                   const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+/* Makes `block` (n block major, k blocks in increasing order) the current one. */
+void ck_sgemm_block(ck_sgemm_job *job, size_t block);
+/* Most useful worker counts for the two phases of the current block (B panels; MR-row tiles of C). */
+size_t ck_sgemm_pack_parts(const ck_sgemm_job *job);
+size_t ck_sgemm_compute_parts(const ck_sgemm_job *job);  /* row tiles, or half the B panels if more */
+void ck_sgemm_pack(const ck_sgemm_job *job, size_t part, size_t parts);
+/* 0, or -2 when out of memory. */
+int ck_sgemm_compute(const ck_sgemm_job *job, size_t part, size_t parts);
+/* The whole product on the calling thread; 0, -1 or -2 as ck_sgemm_begin. */
+int ck_sgemm(int path, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+             size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
