@@ -8,15 +8,15 @@ import TensorCore
 /// caller, each running single-threaded BLAS (the caller keeps OpenBLAS at one thread while it uses these).
 public enum LayerOps {
     /// `C[m × n] ← α·op(A)·op(B) + β·C` (row-major, as ``BLAS/sgemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``)
-    /// on `workers` threads. `engine` picks the kernels (``GemmEngine/automatic``: ours on AVX-512/AVX2, OpenBLAS
-    /// otherwise, see ``GemmEngine``). Every output element is summed by one thread in a fixed `k` order, so the
+    /// on `workers` threads. `engine` picks the kernels (``GemmEngine/automatic``: ours for the weight-gradient
+    /// class on AVX-512/AVX2, OpenBLAS otherwise, see ``GemmEngine``). Every output element is summed by one thread in a fixed `k` order, so the
     /// result does not depend on `workers`.
     public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, workers: Int,
                             engine: GemmEngine = .automatic) {
         guard m > 0, n > 0 else { return }
-        if let path = engine.packedPath(m: m, n: n, k: k),
+        if let path = engine.packedPath(transA: transA, transB: transB, m: m, n: n, k: k),
            packedGemm(path: path, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                       b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, workers: workers) {
             return

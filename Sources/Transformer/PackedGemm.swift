@@ -4,27 +4,30 @@ import TensorCore
 
 /// Which SGEMM ``LayerOps/gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:workers:engine:)`` runs.
 public enum GemmEngine: Sendable, Equatable {
-    /// Our packed kernels (`ck_sgemm`) on the active kernel path (AVX-512 or AVX2+FMA) for products of at least 8
-    /// rows and 2¹⁶ multiply-adds; OpenBLAS otherwise (the portable path, `LONGCTX_KERNELS=portable`, one-row
-    /// products, tiny ones) or when the environment sets `LONGCTX_GEMM=openblas`.
+    /// Our packed kernels (`ck_sgemm`) on the active kernel path (AVX-512 or AVX2+FMA) for the product class where
+    /// they measured faster than OpenBLAS column slabs on 2 workers: `op(A) = Aᵀ`, `op(B) = B` (the weight gradients,
+    /// `dW = dyᵀ·x`), of at least 8 rows and 2¹⁶ multiply-adds. OpenBLAS for the rest (`nt`/`nn` products, where it
+    /// was as fast or faster — see BENCHMARKS.md), on the portable path (`LONGCTX_KERNELS=portable`), for one-row
+    /// and tiny products. The environment overrides the choice for A/B runs: `LONGCTX_GEMM=packed` runs ours on
+    /// every class, `LONGCTX_GEMM=openblas` OpenBLAS on every class.
     case automatic
     /// OpenBLAS, single-threaded per column slab.
     case openBLAS
     /// Our packed kernels on this path (avx2 or avx512; on a CPU without it, or `.portable`, OpenBLAS runs).
     case packed(KernelPath)
 
-    /// `LONGCTX_GEMM=openblas` in the environment (read once): ``automatic`` runs OpenBLAS, for A/B comparisons.
-    static let openBLASForced = ProcessInfo.processInfo.environment["LONGCTX_GEMM"] == "openblas"
+    /// `LONGCTX_GEMM` in the environment (read once): `packed` or `openblas` overrides ``automatic``'s choice.
+    static let forced = ProcessInfo.processInfo.environment["LONGCTX_GEMM"]
 
     /// The kernel path for our kernels on an `m × n × k` product, or nil for OpenBLAS.
-    func packedPath(m: Int, n: Int, k: Int) -> KernelPath? {
+    func packedPath(transA: Bool, transB: Bool, m: Int, n: Int, k: Int) -> KernelPath? {
         switch self {
         case .openBLAS: return nil
         case .packed(let path): return path == .portable || !path.isSupported ? nil : path
         case .automatic:
             let path = KernelPath.active
-            guard path != .portable, !Self.openBLASForced, m >= 8, m &* n &* k >= 1 << 16 else { return nil }
-            return path
+            guard path != .portable, Self.forced != "openblas", m >= 8, m &* n &* k >= 1 << 16 else { return nil }
+            return Self.forced == "packed" || (transA && !transB) ? path : nil
         }
     }
 }

@@ -143,7 +143,8 @@ func gemm(m: Int, n: Int, k: Int, transB: Bool) {
 }
 
 /// `longctx-bench gemm-train`: every product shape of a SmolLM2-135M training step (30 layers: d 576, MLP 1536, q/kv
-/// 576/192, vocabulary 49152 in 170-row chunks), ours (`GemmEngine.automatic`) against OpenBLAS slabs.
+/// 576/192, vocabulary 49152 in 170-row chunks), ours (`GemmEngine.packed` on the active path, every class)
+/// against OpenBLAS slabs.
 func gemmTrain(tokens n: Int) {
     BLAS.threads = 1
     let workers = environment("WORKERS", 2), reps = environment("REPS", 5)
@@ -175,7 +176,7 @@ func gemmTrain(tokens n: Int) {
                 } }.min()!
             }}}
         }
-        let ours = best(.automatic), blas = best(.openBLAS)
+        let ours = best(.packed(KernelPath.active)), blas = best(.openBLAS)
         totals.ours += ours * Double(times); totals.blas += blas * Double(times)
         let gf = 2 * Double(m * nn * k) / 1e9
         print("{\"bench\":\"gemm-train\",\"shape\":\"\(name)\",\"op\":\"\(ta ? "t" : "n")\(tb ? "t" : "n")\",\"m\":\(m),\"n\":\(nn),\"k\":\(k),\"workers\":\(workers),\"ours_gflops\":\(gf / ours),\"openblas_gflops\":\(gf / blas),\"ratio\":\(blas / ours)}")
