@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int ck_cpu_avx2_fma(void) {
     static int level = -1;
@@ -33,6 +36,23 @@ int ck_cpu_avx512_bf16(void) {
     __builtin_cpu_init();
     return ck_cpu_avx512() && __builtin_cpu_supports("avx512bf16");
 }
+
+int ck_cpu_amx(void) {
+    static int level = -1;
+    if (level < 0) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        /* CPUID.(7,0):EDX bit 22 AMX-BF16, bit 24 AMX-TILE. */
+        int ok = ck_cpu_avx512() && __builtin_cpu_supports("avx512bf16") && __get_cpuid_count(7, 0, &a, &b, &c, &d)
+                 && (d >> 22 & 1) && (d >> 24 & 1);
+        /* Linux grants the tile data state (XFEATURE_XTILEDATA = 18) per process on request
+           (ARCH_REQ_XCOMP_PERM = 0x1023); without it the first tile instruction faults. */
+        if (ok) ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+        level = ok;
+    }
+    return level;
+}
+
+int ck_gemm_amx_available(void) { return ck_cpu_amx(); }
 
 int ck_path_supported(int path) {
     switch (path) {

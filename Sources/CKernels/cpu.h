@@ -2,6 +2,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include "CKernels.h"
 
 /* 1 when the CPU has AVX2 and FMA (checked once), else 0. */
 int ck_cpu_avx2_fma(void);
@@ -32,3 +33,15 @@ typedef struct {
 
 extern const ck_tile_ops ck_tile_ops_avx2;
 extern const ck_tile_ops ck_tile_ops_avx512;
+
+/* ---- AMX (sgemm_amx.c); call only when ck_cpu_amx() ---- */
+/* 1 when the CPU has AMX-TILE, AMX-BF16 and AVX512-BF16 besides AVX-512 and the kernel granted this process the
+   tile data state (arch_prctl ARCH_REQ_XCOMP_PERM; checked once), else 0. */
+int ck_cpu_amx(void);
+void ck_amx_pack_a(const ck_sgemm_job *j, size_t r0, size_t rows, uint16_t *ap);
+void ck_amx_pack_b(const ck_sgemm_job *j, size_t q0, size_t q1);
+/* Tile configuration for ck_amx_tile on the calling thread, and its release. */
+void ck_amx_begin(void);
+void ck_amx_end(void);
+void ck_amx_tile(size_t chunks, const uint16_t *ap, const uint16_t *bp, float *c, size_t ldc, size_t rows,
+                 size_t cols, int load_c);

@@ -11,8 +11,9 @@
    C = α·acc + β·C (first k block; C is not read when β = 0) or C += α·acc (later blocks). The blocking depends on
    (path, m, n, k) only, never on the worker count, so the result is the same bits for any number of workers.
 
-   Register tiles: AVX-512 14 × 32 (28 zmm accumulators), AVX2+FMA 6 × 16 (12 ymm accumulators). There is no
-   portable path: callers use BLAS where ck_sgemm_begin returns -1. */
+   Register tiles: AVX-512 14 × 32 (28 zmm accumulators), AVX2+FMA 6 × 16 (12 ymm accumulators); CK_SGEMM_AMX runs
+   32 × 32 AMX tiles on bf16x3 splits (sgemm_amx.c) through the same blocks and phases. There is no portable path:
+   callers use BLAS where ck_sgemm_begin returns -1. */
 #include "CKernels.h"
 #include "cpu.h"
 #include <immintrin.h>
@@ -27,6 +28,9 @@
 typedef struct { size_t mr, nr, kc, mc_tiles, nc; } blocking;
 static const blocking blocking_avx512 = {14, 32, 320, 24, 2048};
 static const blocking blocking_avx2 = {6, 16, 256, 40, 2048};
+/* AMX (sgemm_amx.c): 32 × 32 tiles, k blocks a multiple of 32, 128-row A slices (442 KB at k 576: the two workers of
+   a 2-vCPU machine share one core's L2). The best of the blockings measured (BENCHMARKS.md, all within noise). */
+static const blocking blocking_amx = {32, 32, 576, 4, 1024};
 
 /* ---- Per-thread scratch (grown as needed, freed at thread exit) ---- */
 
@@ -246,6 +250,9 @@ int ck_sgemm_begin(ck_sgemm_job *j, int path, int trans_a, int trans_b, size_t m
     const blocking *bl;
     if (path == CK_PATH_AVX512 && ck_cpu_avx512()) bl = &blocking_avx512;
     else if (path == CK_PATH_AVX2 && ck_cpu_avx2_fma()) bl = &blocking_avx2;
+    else if (path == CK_SGEMM_AMX && ck_cpu_amx() && alpha == 1 && (beta == 0 || beta == 1) && lda < (1u << 26)
+             && ldb < (1u << 26))
+        bl = &blocking_amx;  /* the strides bound the 32-bit gather indices of its packing */
     else return -1;
     memset(j, 0, sizeof *j);
     j->path = path;
@@ -259,9 +266,14 @@ int ck_sgemm_begin(ck_sgemm_job *j, int path, int trans_a, int trans_b, size_t m
     /* Equal k blocks of at most kc; equal n blocks of at most nc, each a multiple of NR. */
     j->k_blocks = k == 0 ? 1 : ceil_div(k, bl->kc);
     j->kc = k == 0 ? 0 : ceil_div(k, j->k_blocks);
+    if (path == CK_SGEMM_AMX) {  /* whole chunks of 32 k values; the last block may be short */
+        j->kc = ceil_div(j->kc, 32) * 32;
+        j->k_blocks = k == 0 ? 1 : ceil_div(k, j->kc);
+    }
     j->n_blocks = ceil_div(n, bl->nc);
     j->nc = ceil_div(ceil_div(n, j->n_blocks), j->nr) * j->nr;
-    j->packed_b = scratch_get(0, j->kc * j->nc + 16);
+    /* AMX: 3 bf16 per value, k rounded up to 32 (as floats: 1.5 per value, rounded up to 2). */
+    j->packed_b = scratch_get(0, (path == CK_SGEMM_AMX ? 2 * ceil_div(j->kc, 32) * 32 : j->kc) * j->nc + 16);
     if (!j->packed_b) return -2;
     return (int)(j->k_blocks * j->n_blocks);
 }
@@ -284,11 +296,36 @@ size_t ck_sgemm_compute_parts(const ck_sgemm_job *j) {
 void ck_sgemm_pack(const ck_sgemm_job *j, size_t part, size_t parts) {
     size_t panels = ceil_div(j->nb, j->nr), per = ceil_div(panels, parts);
     size_t q0 = part * per, q1 = q0 + per < panels ? q0 + per : panels;
-    if (q0 < q1) pack_b(j, q0, q1);
+    if (q0 < q1 && j->path == CK_SGEMM_AMX) ck_amx_pack_b(j, q0, q1);
+    else if (q0 < q1) pack_b(j, q0, q1);
 }
 
 /* Rows r0 ..< r1 of C against B panels q0 ..< q1 of the current block, A packed in MC-row slices. */
+/* The AMX form of compute_range: per A slice, its 32-row panels packed as bf16x3, then the 32 × 32 tiles over the
+   block's k chunks (C loaded when β = 1 or after the first k block, else the tiles start at zero). */
+static int compute_range_amx(const ck_sgemm_job *j, size_t r0, size_t r1, size_t q0, size_t q1) {
+    size_t chunks = ceil_div(j->kb, 32), kpad = ceil_div(j->kc, 32);
+    uint16_t *ap = (uint16_t *)scratch_get(1, j->mc * kpad * 32 * 2 + 16);
+    if (!ap) return -2;
+    int load_c = !j->first || j->beta != 0;
+    ck_amx_begin();
+    for (size_t ic = r0; ic < r1; ic += j->mc) {
+        size_t rows = r1 - ic < j->mc ? r1 - ic : j->mc;
+        ck_amx_pack_a(j, ic, rows, ap);
+        for (size_t q = q0; q < q1; q++) {
+            size_t col = j->j0 + q * 32, cols = j->j0 + j->nb - col;
+            const uint16_t *bp = (const uint16_t *)j->packed_b + q * kpad * 6 * 512;
+            for (size_t i = 0; i < rows; i += 32)
+                ck_amx_tile(chunks, ap + (i / 32) * chunks * 6 * 512, bp, j->c + (ic + i) * j->ldc + col, j->ldc,
+                            rows - i < 32 ? rows - i : 32, cols < 32 ? cols : 32, load_c);
+        }
+    }
+    ck_amx_end();
+    return 0;
+}
+
 static int compute_range(const ck_sgemm_job *j, size_t r0, size_t r1, size_t q0, size_t q1) {
+    if (j->path == CK_SGEMM_AMX) return compute_range_amx(j, r0, r1, q0, q1);
     float *ap = scratch_get(1, j->mc * (j->kb ? j->kb : 1));
     if (!ap) return -2;
     for (size_t ic = r0; ic < r1; ic += j->mc) {

@@ -16,7 +16,7 @@ public enum LayerOps {
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, workers: Int,
                             engine: GemmEngine = .automatic) {
         guard m > 0, n > 0 else { return }
-        if let path = engine.packedPath(transA: transA, transB: transB, m: m, n: n, k: k),
+        if let path = engine.packedPath(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta),
            packedGemm(path: path, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                       b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, workers: workers) {
             return

@@ -9,25 +9,39 @@ public enum GemmEngine: Sendable, Equatable {
     /// `dW = dyᵀ·x`), of at least 8 rows and 2¹⁶ multiply-adds. OpenBLAS for the rest (`nt`/`nn` products, where it
     /// was as fast or faster — see BENCHMARKS.md), on the portable path (`LONGCTX_KERNELS=portable`), for one-row
     /// and tiny products. The environment overrides the choice for A/B runs: `LONGCTX_GEMM=packed` runs ours on
-    /// every class, `LONGCTX_GEMM=openblas` OpenBLAS on every class.
+    /// every class, `LONGCTX_GEMM=openblas` OpenBLAS on every class, `LONGCTX_GEMM=amx` bf16x3 on AMX (``amx``) on
+    /// every class it takes. AMX is not chosen on its own: on the 2-vCPU machine it measured 0.84–0.98× OpenBLAS
+    /// over a training step's products (BENCHMARKS.md, "bf16x3 on AMX").
     case automatic
     /// OpenBLAS, single-threaded per column slab.
     case openBLAS
     /// Our packed kernels on this path (avx2 or avx512; on a CPU without it, or `.portable`, OpenBLAS runs).
     case packed(KernelPath)
+    /// Products as bf16x3 on AMX tiles (`CK_SGEMM_AMX`, sgemm_amx.c: each f32 operand split into three bf16, the six
+    /// significant cross terms accumulated in f32 — f32-level error, see BENCHMARKS.md), where ``amxAvailable``
+    /// and `α = 1`, `β ∈ {0, 1}`; OpenBLAS otherwise.
+    case amx
 
-    /// `LONGCTX_GEMM` in the environment (read once): `packed` or `openblas` overrides ``automatic``'s choice.
+    /// Whether the AMX engine can run here: AMX-TILE, AMX-BF16 and AVX512-BF16, and Linux granted this process the
+    /// tile state.
+    public static var amxAvailable: Bool { ck_gemm_amx_available() != 0 }
+
+    /// `LONGCTX_GEMM` in the environment (read once): `packed`, `openblas` or `amx` overrides ``automatic``'s choice.
     static let forced = ProcessInfo.processInfo.environment["LONGCTX_GEMM"]
 
-    /// The kernel path for our kernels on an `m × n × k` product, or nil for OpenBLAS.
-    func packedPath(transA: Bool, transB: Bool, m: Int, n: Int, k: Int) -> KernelPath? {
+    /// The `ck_sgemm` path (`CK_PATH_AVX2`, `CK_PATH_AVX512` or `CK_SGEMM_AMX`) for an `m × n × k` product, or
+    /// nil for OpenBLAS.
+    func packedPath(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, beta: Float) -> Int32? {
+        let amxFits = Self.amxAvailable && alpha == 1 && (beta == 0 || beta == 1)
         switch self {
         case .openBLAS: return nil
-        case .packed(let path): return path == .portable || !path.isSupported ? nil : path
+        case .packed(let path): return path == .portable || !path.isSupported ? nil : path.rawValue
+        case .amx: return amxFits ? CK_SGEMM_AMX : nil
         case .automatic:
             let path = KernelPath.active
             guard path != .portable, Self.forced != "openblas", m >= 8, m &* n &* k >= 1 << 16 else { return nil }
-            return Self.forced == "packed" || (transA && !transB) ? path : nil
+            if Self.forced == "amx" { return amxFits ? CK_SGEMM_AMX : nil }
+            return Self.forced == "packed" || (transA && !transB) ? path.rawValue : nil
         }
     }
 }
@@ -36,12 +50,12 @@ extension LayerOps {
     /// `ck_sgemm` on `workers` threads (see sgemm.c): per block, op(B) is packed once (its panels split across the
     /// workers), then the workers split the rows of C, each packing its own rows of op(A). The bits do not depend on
     /// `workers`. False when the CPU lacks `path` (nothing written).
-    static func packedGemm(path: KernelPath, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    static func packedGemm(path: Int32, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workers: Int) -> Bool {
         let job = UnsafeMutablePointer<ck_sgemm_job>.allocate(capacity: 1)
         defer { job.deallocate() }
-        let blocks = ck_sgemm_begin(job, path.rawValue, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb,
+        let blocks = ck_sgemm_begin(job, path, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb,
                                     beta, c, ldc)
         guard blocks >= 0 else {
             precondition(blocks == -1, "ck_sgemm: out of memory for the packed panels")

@@ -143,15 +143,55 @@ func gemm(m: Int, n: Int, k: Int, transB: Bool) {
 }
 
 /// `longctx-bench gemm-train`: every product shape of a SmolLM2-135M training step (30 layers: d 576, MLP 1536, q/kv
-/// 576/192, vocabulary 49152 in 170-row chunks), ours (`GemmEngine.packed` on the active path, every class)
-/// against OpenBLAS slabs.
+/// 576/192, vocabulary 49152 in 170-row chunks), ours (`ENGINE=amx`: bf16x3 on AMX tiles, the default where AMX
+/// runs; `ENGINE=packed`: our f32 kernels on the active path) against OpenBLAS slabs, same workers, timed
+/// interleaved (ours, OpenBLAS, ours, …; best of `REPS` each). Per shape also the error of both against a Double
+/// reference on a 48 × 48 grid of sampled elements (β = 0): `|c − c_ref| / Σ_k |a·b|` (max and mean) and the
+/// relative Frobenius error `‖c − c_ref‖ / ‖c_ref‖` over the sample.
 func gemmTrain(tokens n: Int) {
     BLAS.threads = 1
     let workers = environment("WORKERS", 2), reps = environment("REPS", 5)
+    let amx = ProcessInfo.processInfo.environment["ENGINE"].map { $0 == "amx" } ?? GemmEngine.amxAvailable
+    let engine: GemmEngine = amx ? .amx : .packed(KernelPath.active)
+    var r = SeededRandom(seed: 1)
+    var totals = (ours: 0.0, blas: 0.0)
+    for (name, ta, tb, m, nn, k, beta, times) in trainingProducts(tokens: n) {
+        let a = (0..<(m * k)).map { _ in r.normal() }, b = (0..<(nn * k)).map { _ in r.normal() }
+        var c = [Float](repeating: 0, count: m * nn)
+        let lda = ta ? m : k, ldb = tb ? k : nn
+        func run(_ engine: GemmEngine, beta: Float) -> Double {
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                seconds {
+                    LayerOps.gemm(transA: ta, transB: tb, m: m, n: nn, k: k, a: ap.baseAddress!, lda: lda,
+                                  b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: nn,
+                                  workers: workers, engine: engine)
+                }
+            }}}
+        }
+        var ours = Double.infinity, blas = Double.infinity
+        for _ in 0..<reps {
+            ours = min(ours, run(engine, beta: beta))
+            blas = min(blas, run(.openBLAS, beta: beta))
+        }
+        totals.ours += ours * Double(times); totals.blas += blas * Double(times)
+        func error(_ engine: GemmEngine) -> String {
+            _ = run(engine, beta: 0)
+            let e = productError(c, m: m, n: nn, k: k) { i, p in Double(ta ? a[p * lda + i] : a[i * lda + p]) }
+                b: { p, j in Double(tb ? b[j * ldb + p] : b[p * ldb + j]) }
+            return "{\"max\":\(e.max),\"mean\":\(e.mean),\"frobenius\":\(e.frobenius)}"
+        }
+        let gf = 2 * Double(m * nn * k) / 1e9
+        print("{\"bench\":\"gemm-train\",\"engine\":\"\(amx ? "amx-bf16x3" : "packed-f32")\",\"shape\":\"\(name)\",\"op\":\"\(ta ? "t" : "n")\(tb ? "t" : "n")\",\"m\":\(m),\"n\":\(nn),\"k\":\(k),\"workers\":\(workers),\"ours_gflops\":\(gf / ours),\"openblas_gflops\":\(gf / blas),\"ratio\":\(blas / ours),\"ours_error\":\(error(engine)),\"openblas_error\":\(error(.openBLAS))}")
+    }
+    print("{\"bench\":\"gemm-train-step\",\"engine\":\"\(amx ? "amx-bf16x3" : "packed-f32")\",\"tokens\":\(n),\"workers\":\(workers),\"ours_seconds\":\(totals.ours),\"openblas_seconds\":\(totals.blas),\"ratio\":\(totals.blas / totals.ours),\(kernelJSON)}")
+}
+
+/// The products of one SmolLM2-135M training step on `n` tokens through `LayerOps.gemm`: (name, transA, transB, m, n,
+/// k, β, times per step) — forward `nt`, input-gradient `nn`, weight-gradient `tn`, LM-head chunks of 170 rows.
+func trainingProducts(tokens n: Int) -> [(String, Bool, Bool, Int, Int, Int, Float, Int)] {
     let d = 576, f = 1536, qkv = 960, v = 49152, chunk = (1 << 23) / v, layers = 30
     let chunks = (n + chunk - 1) / chunk
-    // (name, transA, transB, m, n, k, beta, times per step)
-    let shapes: [(String, Bool, Bool, Int, Int, Int, Float, Int)] = [
+    return [
         ("fwd qkv", false, true, n, qkv, d, 0, layers), ("fwd o", false, true, n, d, d, 0, layers),
         ("fwd gate_up", false, true, n, 2 * f, d, 0, layers), ("fwd down", false, true, n, d, f, 0, layers),
         ("dx down", false, false, n, f, d, 0, layers), ("dx gate_up", false, false, n, d, 2 * f, 0, layers),
@@ -161,27 +201,40 @@ func gemmTrain(tokens n: Int) {
         ("head fwd", false, true, chunk, v, d, 0, chunks), ("head dx", false, false, chunk, d, v, 0, chunks),
         ("head dW", true, false, v, d, chunk, 1, chunks),
     ]
-    var r = SeededRandom(seed: 1)
-    var totals = (ours: 0.0, blas: 0.0)
-    for (name, ta, tb, m, nn, k, beta, times) in shapes {
-        let a = (0..<(m * k)).map { _ in r.normal() }, b = (0..<(nn * k)).map { _ in r.normal() }
-        var c = [Float](repeating: 0, count: m * nn)
-        let lda = ta ? m : k, ldb = tb ? k : nn
-        func best(_ engine: GemmEngine) -> Double {
-            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
-                (0..<reps).map { _ in seconds {
-                    LayerOps.gemm(transA: ta, transB: tb, m: m, n: nn, k: k, a: ap.baseAddress!, lda: lda,
-                                  b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: nn,
-                                  workers: workers, engine: engine)
-                } }.min()!
-            }}}
+}
+
+/// Error of `c` (`m × n`, row-major) against the Double product `Σ_p a(i, p)·b(p, j)` on a 48 × 48 grid of sampled
+/// elements: max and mean of `|c − ref| / Σ_p |a·b|`, and `‖c − ref‖ / ‖ref‖` over the sample.
+func productError(_ c: [Float], m: Int, n: Int, k: Int, a: (Int, Int) -> Double, b: (Int, Int) -> Double)
+    -> (max: Double, mean: Double, frobenius: Double) {
+    var worst = 0.0, sum = 0.0, count = 0.0, diff2 = 0.0, ref2 = 0.0
+    for i in stride(from: 0, to: m, by: max(1, m / 48)) {
+        for j in stride(from: 0, to: n, by: max(1, n / 48)) {
+            var ref = 0.0, abs = 0.0
+            for p in 0..<k { let t = a(i, p) * b(p, j); ref += t; abs += Swift.abs(t) }
+            let e = Swift.abs(Double(c[i * n + j]) - ref)
+            worst = max(worst, e / max(abs, .leastNormalMagnitude)); sum += e / max(abs, .leastNormalMagnitude)
+            count += 1; diff2 += e * e; ref2 += ref * ref
         }
-        let ours = best(.packed(KernelPath.active)), blas = best(.openBLAS)
-        totals.ours += ours * Double(times); totals.blas += blas * Double(times)
-        let gf = 2 * Double(m * nn * k) / 1e9
-        print("{\"bench\":\"gemm-train\",\"shape\":\"\(name)\",\"op\":\"\(ta ? "t" : "n")\(tb ? "t" : "n")\",\"m\":\(m),\"n\":\(nn),\"k\":\(k),\"workers\":\(workers),\"ours_gflops\":\(gf / ours),\"openblas_gflops\":\(gf / blas),\"ratio\":\(blas / ours)}")
     }
-    print("{\"bench\":\"gemm-train-step\",\"tokens\":\(n),\"workers\":\(workers),\"ours_seconds\":\(totals.ours),\"openblas_seconds\":\(totals.blas),\"ratio\":\(totals.blas / totals.ours),\(kernelJSON)}")
+    return (worst, sum / count, (diff2 / max(ref2, .leastNormalMagnitude)).squareRoot())
+}
+
+/// `longctx-bench amx-tile`: the AMX tile unit on this thread — TDPBF16PS on resident tiles (peak bf16 GFLOP/s, and
+/// the f32-equivalent rate of bf16x3's six products), then the bf16x3 32 × 32 tile kernel with its tile loads over
+/// packed operands of 18 and 64 k chunks (k = 576 and 2048; in L1/L2), no packing.
+func amxTile() {
+    guard GemmEngine.amxAvailable else { print("{\"bench\":\"amx-tile\",\"available\":false}"); return }
+    let iterations = 500_000
+    let dp = (0..<5).map { _ in ck_amx_probe_dp(iterations) }.min()!
+    let peak = Double(iterations) * 4 * 16 * 16 * 32 * 2 / dp / 1e9
+    var line = "{\"bench\":\"amx-tile\",\"available\":true,\"dp_bf16_gflops\":\(peak),\"bf16x3_f32_equivalent_peak_gflops\":\(peak / 6)"
+    for chunks in [18, 64] {
+        let reps = 40_000 / chunks
+        let t = (0..<5).map { _ in ck_amx_probe_tile(chunks, reps) }.min()!
+        line += ",\"tile_kernel_k\(chunks * 32)_f32_equivalent_gflops\":\(Double(reps) * 32 * 32 * Double(chunks * 32) * 2 / t / 1e9)"
+    }
+    print(line + ",\(kernelJSON)}")
 }
 
 /// Single-threaded `ck_bf16_gemm` GFLOP/s of one Linear shape, `C[m × n] = A[m × k] · Wᵀ` (best of 5; vdpbf16ps,
@@ -371,6 +424,8 @@ case "prefill":
     try prefill(args[2], tokens: Int(args[3]) ?? 1024, decode: args.count > 4 ? Int(args[4]) ?? 0 : 0)
 case "gemm-train":
     gemmTrain(tokens: args.count > 2 ? Int(args[2]) ?? 1024 : 1024)
+case "amx-tile":
+    amxTile()
 case "gemm-bf16":
     gemmBF16(m: Int(args[2])!, n: Int(args[3])!, k: Int(args[4])!)
 case "gemm":

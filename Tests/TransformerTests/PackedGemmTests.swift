@@ -22,15 +22,49 @@ import TensorCore
     @Test(.enabled(if: KernelPath.avx2.isSupported, "this CPU lacks AVX2+FMA: the 6 × 16 kernel is not run"))
     func avx2MatchesReferences() { check(.avx2) }
 
+    /// bf16x3 on AMX tiles (α = 1, β 0 and 1: the cases the engine takes) against the Double reference with the same
+    /// bound as the f32 kernels, and beside OpenBLAS: per problem the worst `|c − c_ref| / scale` stays within twice
+    /// OpenBLAS's own worst, or 2⁻²¹ (for tiny k OpenBLAS is near exact while a bf16x3 product carries its dropped
+    /// terms, ≤ 3·2⁻²⁴ of |a·b|, and the rounding of its six partial products).
+    @Test(.enabled(if: GemmEngine.amxAvailable, "no AMX here (or the kernel refused the tile state): bf16x3 is not run"))
+    func amxMatchesReferences() {
+        var seed: UInt64 = 100
+        for (m, n, k) in Self.shapes + [(70, 1100, 33), (33, 31, 1100)] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                for beta: Float in [0, 1] {
+                    seed += 1
+                    let p = GemmProblem(ta: ta, tb: tb, m: m, n: n, k: k, alpha: 1, beta: beta, seed: seed)
+                    #expect(GemmEngine.amx.packedPath(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, beta: beta)
+                            == CK_SGEMM_AMX)
+                    let ours = p.run(.amx, workers: 2), blas = p.run(.openBLAS, workers: 1)
+                    let e = p.worstError(ours), eBLAS = p.worstError(blas)
+                    #expect(e.padding == 0 && e.worst <= 1e-5, "AMX \(ta)\(tb) \(m)×\(n)×\(k) β\(beta): \(e)")
+                    #expect(e.worst <= max(2 * eBLAS.worst, 0x1p-21),
+                            "AMX \(ta)\(tb) \(m)×\(n)×\(k) β\(beta): \(e.worst) against OpenBLAS's \(eBLAS.worst)")
+                }
+            }
+        }
+    }
+
+    /// AMX takes only α = 1 and β ∈ {0, 1}; anything else runs OpenBLAS (the same bits).
+    @Test func amxFallsBackOutsideItsCases() {
+        let p = GemmProblem(ta: false, tb: true, m: 40, n: 50, k: 60, alpha: 0.5, beta: 1, seed: 3)
+        #expect(GemmEngine.amx.packedPath(transA: false, transB: true, m: 40, n: 50, k: 60, alpha: 0.5, beta: 1) == nil)
+        #expect(p.run(.amx, workers: 2) == p.run(.openBLAS, workers: 2))
+    }
+
     /// The same bits for 1, 2, 3 and 5 workers (each C element summed by one thread in a fixed k order).
     @Test(.enabled(if: KernelPath.avx2.isSupported, "this CPU lacks AVX2+FMA: no packed kernel to run"))
     func resultDoesNotDependOnWorkers() {
-        for path in KernelPath.supported where path != .portable {
-            for (ta, tb, m, n, k) in [(false, true, 203, 2100, 700), (true, false, 150, 90, 1000), (false, false, 77, 300, 33)] {
+        let engines = KernelPath.supported.filter { $0 != .portable }.map { GemmEngine.packed($0) }
+            + (GemmEngine.amxAvailable ? [.amx] : [])
+        for engine in engines {
+            for (ta, tb, m, n, k) in [(false, true, 203, 2100, 700), (true, false, 150, 90, 1000), (false, false, 77, 300, 33),
+                                      (true, true, 300, 64, 1500)] {
                 let p = GemmProblem(ta: ta, tb: tb, m: m, n: n, k: k, alpha: 1, beta: 1, seed: 5)
-                let one = p.run(.packed(path), workers: 1)
+                let one = p.run(engine, workers: 1)
                 for w in [2, 3, 5] {
-                    #expect(p.run(.packed(path), workers: w) == one, "\(path) \(ta)\(tb) \(m)×\(n)×\(k): workers \(w)")
+                    #expect(p.run(engine, workers: w) == one, "\(engine) \(ta)\(tb) \(m)×\(n)×\(k): workers \(w)")
                 }
             }
         }
@@ -102,6 +136,25 @@ struct GemmProblem {
                           engine: engine)
         }}}
         return c
+    }
+
+    /// The worst `|c − c_ref| / scale` over C (scale = |α|·Σ|a·b| + |β·c₀|, see ``reference()``) and the number of
+    /// padding elements of C that `c` changed.
+    func worstError(_ c: [Float]) -> (worst: Double, padding: Int) {
+        let (ref, scale) = reference()
+        var worst = 0.0, padding = 0
+        for i in 0..<m {
+            for j in 0..<ldc {
+                let at = i * ldc + j
+                if j >= n {
+                    if c[at] != c0[at] { padding += 1 }
+                    continue
+                }
+                let e = abs(Double(c[at]) - ref[i * n + j]) / max(scale[i * n + j], 1e-30)
+                worst = max(worst, e.isNaN ? .infinity : e)
+            }
+        }
+        return (worst, padding)
     }
 
     /// α·op(A)·op(B) + β·C₀ in Double, and |α|·Σ|a·b| + |β·c₀| per element.

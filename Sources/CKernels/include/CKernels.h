@@ -227,6 +227,15 @@ void ck_attention_backward_tile(const float *q, size_t q_stride, const float *o,
    ck_sgemm_block(&job, b) on the calling thread, then ck_sgemm_pack(&job, p, P) for p in 0 ..< P (concurrently,
    P ≤ ck_sgemm_pack_parts), then, after all of them, ck_sgemm_compute(&job, p, P) for p in 0 ..< P (concurrently,
    P ≤ ck_sgemm_compute_parts). The packed B lives in the calling thread's scratch until its next ck_sgemm_begin. */
+/* ck_sgemm's AMX path (a gemm path, not a KernelPath): f32 products as bf16x3 on AMX tiles (sgemm_amx.c), α = 1 and
+   β ∈ {0, 1} only (ck_sgemm_begin returns -1 otherwise, as on a CPU without AMX or without the kernel's permission). */
+#define CK_SGEMM_AMX 3
+/* 1 when the AMX path can run here (AMX-TILE, AMX-BF16, AVX512-BF16 and the tile state granted), else 0. */
+int ck_gemm_amx_available(void);
+/* Benchmark probes (sgemm_amx.c), seconds or -1 without AMX: `iterations` × 4 TDPBF16PS on resident tiles (the tile
+   unit's peak); `reps` bf16x3 32 × 32 tiles over `chunks` chunks of 32 k values (packed operands in cache). */
+double ck_amx_probe_dp(size_t iterations);
+double ck_amx_probe_tile(size_t chunks, size_t reps);
 typedef struct {
     int path, trans_a, trans_b, first;
     size_t m, n, k;
