@@ -8,19 +8,32 @@ public enum ComputePrecision: String, CaseIterable, Sendable {
     /// f32 weights and activations on BLAS: the reference (f16/bf16 checkpoints widened exactly).
     case f32
     /// bf16 weights (as stored, or rounded to nearest even from f32/f16 at load) times activations rounded to bf16,
-    /// accumulated in f32 (`vdpbf16ps`) — where the CPU has AVX-512 BF16 and the kernel path is AVX-512; elsewhere
-    /// the products run in f32 (``ComputePrecision/effectivePath``). Norms, RoPE, softmax and attention stay f32.
+    /// accumulated in f32 — where the CPU has AVX-512 BF16 and the kernel path is AVX-512: products of ≥ 16 rows
+    /// (prefill) on AMX tiles (`tdpbf16ps`) where the CPU has AMX-BF16 and Linux grants it, the rest on `vdpbf16ps`;
+    /// elsewhere the products run in f32 (``ComputePrecision/effectivePath``). Norms, RoPE, softmax and attention
+    /// stay f32.
     case bf16
 
-    /// What the products actually run on in this process for this precision, e.g. `"bf16 (avx512_bf16 vdpbf16ps)"`.
+    /// What the products actually run on in this process for this precision, e.g.
+    /// `"bf16 (amx_bf16 tdpbf16ps for prefill, avx512_bf16 vdpbf16ps, f32 accumulation)"`.
     public var effectivePath: String {
         switch self {
         case .f32: return "f32 (BLAS)"
         case .bf16:
-            return Self.bf16IsNative ? "bf16 (avx512_bf16 vdpbf16ps, f32 accumulation)"
-                : "f32 (BLAS; bf16 requested but \(Self.bf16Missing))"
+            guard Self.bf16IsNative else { return "f32 (BLAS; bf16 requested but \(Self.bf16Missing))" }
+            let amx = ck_cpu_amx_bf16() != 0 ? "amx_bf16 tdpbf16ps for prefill, " : ""
+            return "bf16 (\(amx)avx512_bf16 vdpbf16ps, f32 accumulation)"
         }
     }
+
+    /// The `ck_bf16_gemm` path for a product of `rows` activation rows: AMX tiles from ``amxMinimumRows`` rows where
+    /// the process may use them, `vdpbf16ps` otherwise (decoding).
+    static func bf16Path(rows: Int) -> Int32 {
+        rows >= amxMinimumRows && ck_cpu_amx_bf16() != 0 ? CK_BF16_AMX : CK_BF16_AVX512
+    }
+
+    /// Below one 16-row tile, AMX would multiply mostly zero padding.
+    static let amxMinimumRows = 16
 
     /// Whether bf16 products run natively here: AVX-512 BF16 present and the active kernel path AVX-512.
     static var bf16IsNative: Bool { ck_cpu_avx512_bf16() != 0 && KernelPath.active == .avx512 }
@@ -31,7 +44,7 @@ public enum ComputePrecision: String, CaseIterable, Sendable {
 }
 
 /// A weight matrix `[rows, cols]` (Linear layout `[out, in]`) in bf16, packed into 16-row panels for
-/// `ck_bf16_gemm` (layout in gemm_bf16.c).
+/// `ck_bf16_gemm` (layout in gemm_bf16.c; the same packing serves the `vdpbf16ps` and the AMX path).
 final class PackedBF16Matrix: @unchecked Sendable {
     let rows: Int
     let cols: Int
@@ -52,9 +65,11 @@ final class PackedBF16Matrix: @unchecked Sendable {
 
     /// `out[m × rows] (+)= bf16(input[m × cols]) · Wᵀ` (input row stride `lda`, output `ldc`): activations rounded
     /// to nearest even bf16 into `scratch`, then output panels split in static ranges across `workers` threads
-    /// (every element computed by one call over all of k, so the result does not depend on `workers`).
+    /// (every element computed by one call over all of k, so the result does not depend on `workers`). `path`: a
+    /// `CK_BF16_*` kernel, by default ``ComputePrecision/bf16Path(rows:)``.
     func multiply(_ input: UnsafePointer<Float>, m: Int, lda: Int, out: UnsafeMutablePointer<Float>, ldc: Int,
-                  accumulate: Bool, workers: Int, scratch: inout [UInt16], path: Int32 = CK_BF16_AVX512) {
+                  accumulate: Bool, workers: Int, scratch: inout [UInt16], path: Int32? = nil) {
+        let path = path ?? ComputePrecision.bf16Path(rows: m)
         let kp = paddedCols
         if scratch.count < m * kp { scratch = [UInt16](repeating: 0, count: m * kp) }
         scratch.withUnsafeMutableBufferPointer { a in

@@ -5,21 +5,28 @@ import TensorCore
 @testable import Transformer
 
 /// `ck_bf16_gemm` (bf16 weights × bf16-rounded activations, f32 accumulation) on every path the CPU supports
-/// (the `vdpbf16ps` path shows as skipped without avx512_bf16), against Double references:
+/// (the `vdpbf16ps` path shows as skipped without avx512_bf16, the AMX path without usable AMX-BF16), against Double
+/// references:
 /// - against the exact product of the bf16 inputs: bf16·bf16 products are exact in f32, so the only error is f32
 ///   summation, |c − Σ ā·w| ≤ k·2⁻²³·Σ|ā·w| (γ_k with u = 2⁻²⁴, doubled);
 /// - against the f32 activations: round-to-nearest-even to bf16 moves each activation by at most 2⁻⁹ relative, so
 ///   |c − Σ a·w| ≤ (2⁻⁹ + k·2⁻²³)·Σ|a·w|.
-/// Shapes cover partial panels (n % 16 ≠ 0), partial register tiles (m % 6 ≠ 0, panels % 4 ≠ 0) and odd k.
+/// Shapes cover partial panels (n % 16 ≠ 0), partial register tiles (m % 6 ≠ 0, panels % 4 ≠ 0; for AMX m % 32 ≠ 0,
+/// an odd panel count, k % 32 ≠ 0, more than one 256-row block of A) and odd k.
 @Suite struct BF16GemmTests {
     @Test func portableMatchesDoubleReference() { check(CK_BF16_PORTABLE) }
 
     @Test(.enabled(if: ck_cpu_avx512_bf16() != 0, "this CPU lacks avx512_bf16: the vdpbf16ps kernel is not run"))
     func avx512BF16MatchesDoubleReference() { check(CK_BF16_AVX512) }
 
+    @Test(.enabled(if: ck_cpu_amx_bf16() != 0,
+                   "no usable AMX-BF16 (CPU lacks it, Linux refused the tile state, or LONGCTX_AMX=0): tdpbf16ps not run"))
+    func amxMatchesDoubleReference() { check(CK_BF16_AMX) }
+
     func check(_ path: Int32) {
         var rng = SeededRandom(seed: 31)
-        for (m, n, k) in [(1, 37, 64), (7, 50, 96), (13, 100, 577), (6, 64, 576), (1, 1536, 576), (25, 200, 1536)] {
+        for (m, n, k) in [(1, 37, 64), (7, 50, 96), (13, 100, 577), (6, 64, 576), (1, 1536, 576), (25, 200, 1536),
+                          (45, 83, 161), (300, 48, 576), (33, 16, 31)] {
             let wf = (0..<(n * k)).map { _ in rng.normal() * 0.05 }
             var a = (0..<(m * k)).map { _ in rng.normal() }
             a[k / 3] = 40  // an outlier, as hidden states have
