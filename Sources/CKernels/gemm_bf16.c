@@ -146,19 +146,19 @@ AMX static void amx_flush(const float *blk, size_t rows, size_t cols, float *c, 
     }
 }
 
-/* 32 rows of A (a, row stride lda elements, zero-padded to kb·32 columns) × one or two panels (b, b + panel) over
-   kb k blocks of 32, into blk (32 × 32 f32). */
-AMX static inline void amx_block(const uint16_t *a, size_t lda, const uint16_t *b, size_t panel, int two, size_t kb,
-                                 float *blk) {
+/* 32 rows of A (a: two 16-row groups of kb tiles, 16 rows × 32 bf16 each, the second group at a + kb·512) × one
+   or two panels (b, b + panel) over kb k blocks of 32, into blk (32 × 32 f32). */
+AMX static inline void amx_block(const uint16_t *a, const uint16_t *b, size_t panel, int two, size_t kb, float *blk) {
+    const uint16_t *a1 = a + kb * 512;
     _tile_zero(0);
     _tile_zero(1);
     if (two) {
         _tile_zero(2);
         _tile_zero(3);
         for (size_t j = 0; j < kb; j++) {
-            _tile_loadd(4, a + 32 * j, lda * 2);
+            _tile_loadd(4, a + 512 * j, 64);
             _tile_loadd(6, b + 512 * j, 64);
-            _tile_loadd(5, a + 16 * lda + 32 * j, lda * 2);
+            _tile_loadd(5, a1 + 512 * j, 64);
             _tile_loadd(7, b + panel + 512 * j, 64);
             _tile_dpbf16ps(0, 4, 6);
             _tile_dpbf16ps(1, 5, 6);
@@ -169,9 +169,9 @@ AMX static inline void amx_block(const uint16_t *a, size_t lda, const uint16_t *
         _tile_stored(3, blk + 16 * 32 + 16, 128);
     } else {
         for (size_t j = 0; j < kb; j++) {
-            _tile_loadd(4, a + 32 * j, lda * 2);
+            _tile_loadd(4, a + 512 * j, 64);
             _tile_loadd(6, b + 512 * j, 64);
-            _tile_loadd(5, a + 16 * lda + 32 * j, lda * 2);
+            _tile_loadd(5, a1 + 512 * j, 64);
             _tile_dpbf16ps(0, 4, 6);
             _tile_dpbf16ps(1, 5, 6);
         }
@@ -180,8 +180,26 @@ AMX static inline void amx_block(const uint16_t *a, size_t lda, const uint16_t *
     _tile_stored(1, blk + 16 * 32, 128);
 }
 
-/* Blocks of AMX_MB rows of A are copied into a zero-padded buffer (whole 32-row groups, whole 32-column k blocks),
-   then every panel pair in p0 ..< p1 passes over the block in 32-row steps. */
+/* Copies rows r0 ..< r0 + rows of A into 16-row groups of contiguous tiles (16 rows × 32 bf16, zero-padded to
+   whole tiles and to an even number of groups): abuf[(g·kb + j)·512 + 32·r + e] = A[r0 + 16g + r][32j + e]. */
+AMX static void amx_pack_a(const uint16_t *a, size_t lda, size_t r0, size_t rows, size_t k, size_t kb,
+                           uint16_t *abuf) {
+    size_t groups = (rows + 31) / 32 * 2;
+    for (size_t g = 0; g < groups; g++)
+        for (size_t r = 0; r < 16; r++) {
+            size_t row = 16 * g + r, have = row < rows ? k : 0;
+            const uint16_t *src = a + (r0 + row) * lda;
+            for (size_t j = 0; j < kb; j++) {
+                uint16_t *dst = abuf + (g * kb + j) * 512 + 32 * r;
+                size_t lo = 32 * j, n = have > lo ? (have - lo < 32 ? have - lo : 32) : 0;
+                if (n) memcpy(dst, src + lo, n * sizeof(uint16_t));
+                if (n < 32) memset(dst + n, 0, (32 - n) * sizeof(uint16_t));
+            }
+        }
+}
+
+/* Blocks of AMX_MB rows of A are copied into tiles (amx_pack_a), then every panel pair in p0 ..< p1 passes over
+   the block in 32-row steps. */
 AMX static int gemm_amx(const uint16_t *a, size_t lda, size_t m, size_t k, const uint16_t *packed, size_t n,
                         size_t p0, size_t p1, float *c, size_t ldc, int accumulate) {
     size_t kpp = panel_pairs(k), kb = kpp / 16, kpad = 2 * kpp, panel = kpp * 32;
@@ -197,19 +215,14 @@ AMX static int gemm_amx(const uint16_t *a, size_t lda, size_t m, size_t k, const
     }
     _tile_loadconfig(&cfg);
     for (size_t r0 = 0; r0 < m; r0 += AMX_MB) {
-        size_t rows = m - r0 < AMX_MB ? m - r0 : AMX_MB, rpad = (rows + 31) / 32 * 32;
-        for (size_t r = 0; r < rpad; r++) {
-            uint16_t *dst = abuf + r * kpad;
-            size_t have = r < rows ? k : 0;
-            if (have) memcpy(dst, a + (r0 + r) * lda, k * sizeof(uint16_t));
-            memset(dst + have, 0, (kpad - have) * sizeof(uint16_t));
-        }
+        size_t rows = m - r0 < AMX_MB ? m - r0 : AMX_MB;
+        amx_pack_a(a, lda, r0, rows, k, kb, abuf);
         for (size_t p = p0; p < p1; p += 2) {
             int two = p + 1 < p1;
             size_t end = 16 * (p + 2) < n ? 16 * (p + 2) : n, cols = end - 16 * p;
             const uint16_t *b = packed + p * panel;
             for (size_t rr = 0; rr < rows; rr += 32) {
-                amx_block(abuf + rr * kpad, kpad, b, panel, two, kb, blk);
+                amx_block(abuf + rr * kpad, b, panel, two, kb, blk);
                 size_t valid = rows - rr < 32 ? rows - rr : 32;
                 amx_flush(blk, valid, two ? cols : (cols < 16 ? cols : 16), c + (r0 + rr) * ldc + 16 * p, ldc,
                           accumulate);

@@ -13,7 +13,8 @@
 //                                            GFLOP/s of LayerOps.gemm with our packed kernels against OpenBLAS
 //                                            column slabs, and the step's GEMM seconds each way; env WORKERS (2),
 //                                            REPS (5, best of)
-//   longctx-bench gemm-bf16 M N K         -> the same for ck_bf16_gemm (C = A·Wᵀ, bf16 in, f32 accumulation)
+//   longctx-bench gemm-bf16 M N K         -> the same for ck_bf16_gemm (C = A·Wᵀ, bf16 in, f32 accumulation), one
+//                                            line per path: AMX tiles, vdpbf16ps, portable (small shapes)
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
 //                                            env WORKERS (2), REPS (1, best of), QB (query tile)
@@ -237,8 +238,9 @@ func amxTile() {
     print(line + ",\(kernelJSON)}")
 }
 
-/// Single-threaded `ck_bf16_gemm` GFLOP/s of one Linear shape, `C[m × n] = A[m × k] · Wᵀ` (best of 5; vdpbf16ps,
-/// or the portable loop without avx512_bf16), the counterpart of `gemm M N K t`.
+/// Single-threaded `ck_bf16_gemm` GFLOP/s of one Linear shape, `C[m × n] = A[m × k] · Wᵀ` (best of 5), one JSON line
+/// per path this CPU runs: AMX tiles (`tdpbf16ps`), `vdpbf16ps`, and the portable loop (only for products under
+/// 10⁸ multiply–adds, or when it is the only path); the counterpart of `gemm M N K t`.
 func gemmBF16(m: Int, n: Int, k: Int) {
     var r = SeededRandom(seed: 1)
     var a = [UInt16](repeating: 0, count: m * k), w = [UInt16](repeating: 0, count: n * k)
@@ -247,9 +249,14 @@ func gemmBF16(m: Int, n: Int, k: Int) {
     var packed = [UInt16](repeating: 0, count: ck_bf16_packed_count(n, k))
     ck_bf16_pack(w, n, k, &packed)
     var c = [Float](repeating: 0, count: m * n)
-    let path = ck_cpu_avx512_bf16() != 0 ? CK_BF16_AVX512 : CK_BF16_PORTABLE
-    let t = (0..<5).map { _ in seconds { _ = ck_bf16_gemm(a, k, m, k, packed, n, 0, (n + 15) / 16, &c, n, 0, path) } }.min()!
-    print("{\"bench\":\"gemm-bf16\",\"m\":\(m),\"n\":\(n),\"k\":\(k),\"path\":\"\(path == CK_BF16_AVX512 ? "avx512_bf16" : "portable")\",\"gflops\":\(2 * Double(m * n * k) / t / 1e9)}")
+    var paths: [(Int32, String)] = []
+    if ck_cpu_amx_bf16() != 0 { paths.append((CK_BF16_AMX, "amx_bf16")) }
+    if ck_cpu_avx512_bf16() != 0 { paths.append((CK_BF16_AVX512, "avx512_bf16")) }
+    if paths.isEmpty || m * n * k < 100_000_000 { paths.append((CK_BF16_PORTABLE, "portable")) }
+    for (path, name) in paths {
+        let t = (0..<5).map { _ in seconds { _ = ck_bf16_gemm(a, k, m, k, packed, n, 0, (n + 15) / 16, &c, n, 0, path) } }.min()!
+        print("{\"bench\":\"gemm-bf16\",\"m\":\(m),\"n\":\(n),\"k\":\(k),\"path\":\"\(name)\",\"gflops\":\(2 * Double(m * n * k) / t / 1e9)}")
+    }
 }
 
 /// An integer from the environment, or `fallback`.
