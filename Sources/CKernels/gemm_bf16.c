@@ -122,7 +122,8 @@ BF16 static void gemm_avx512(const uint16_t *a, size_t lda, size_t m, size_t k, 
 }
 
 #define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq")))
-#define AMX_MB 256 /* rows of A copied per block: 256 × k bf16 stay in L2 while every panel pair passes over them */
+#define AMX_MB 256             /* rows of A copied per block (256 × k bf16 stay in L2) */
+#define AMX_NB_BYTES (640 << 10) /* bytes of packed weights per panel chunk (stay in L2 beside the A block) */
 
 /* The tile configuration (palette 1): tiles 0–3 the 2 × 2 f32 accumulators, 4–5 two A tiles (16 rows × 32 bf16),
    6–7 two B tiles (16 pair rows × 16 features); all 16 rows × 64 bytes. */
@@ -198,11 +199,14 @@ AMX static void amx_pack_a(const uint16_t *a, size_t lda, size_t r0, size_t rows
         }
 }
 
-/* Blocks of AMX_MB rows of A are copied into tiles (amx_pack_a), then every panel pair in p0 ..< p1 passes over
-   the block in 32-row steps. */
+/* Blocks of AMX_MB rows of A are copied into tiles (amx_pack_a); the panels p0 ..< p1 are taken in chunks of
+   about AMX_NB_BYTES (which stay in L2 beside the A block); for each 32-row group of A (which stays in L1) every
+   panel pair of the chunk streams past it. */
 AMX static int gemm_amx(const uint16_t *a, size_t lda, size_t m, size_t k, const uint16_t *packed, size_t n,
                         size_t p0, size_t p1, float *c, size_t ldc, int accumulate) {
     size_t kpp = panel_pairs(k), kb = kpp / 16, kpad = 2 * kpp, panel = kpp * 32;
+    size_t chunk = AMX_NB_BYTES / (panel * sizeof(uint16_t)) / 2 * 2;
+    if (chunk < 2) chunk = 2;
     uint16_t *abuf = aligned_alloc(64, AMX_MB * kpad * sizeof(uint16_t));
     if (!abuf) return -1;
     float blk[32 * 32] __attribute__((aligned(64)));
@@ -217,16 +221,17 @@ AMX static int gemm_amx(const uint16_t *a, size_t lda, size_t m, size_t k, const
     for (size_t r0 = 0; r0 < m; r0 += AMX_MB) {
         size_t rows = m - r0 < AMX_MB ? m - r0 : AMX_MB;
         amx_pack_a(a, lda, r0, rows, k, kb, abuf);
-        for (size_t p = p0; p < p1; p += 2) {
-            int two = p + 1 < p1;
-            size_t end = 16 * (p + 2) < n ? 16 * (p + 2) : n, cols = end - 16 * p;
-            const uint16_t *b = packed + p * panel;
-            for (size_t rr = 0; rr < rows; rr += 32) {
-                amx_block(abuf + rr * kpad, b, panel, two, kb, blk);
-                size_t valid = rows - rr < 32 ? rows - rr : 32;
-                amx_flush(blk, valid, two ? cols : (cols < 16 ? cols : 16), c + (r0 + rr) * ldc + 16 * p, ldc,
-                          accumulate);
-            }
+        for (size_t q0 = p0; q0 < p1; q0 += chunk) {
+            size_t q1 = q0 + chunk < p1 ? q0 + chunk : p1;
+            for (size_t rr = 0; rr < rows; rr += 32)
+                for (size_t p = q0; p < q1; p += 2) {
+                    int two = p + 1 < q1;
+                    size_t end = 16 * (p + 2) < n ? 16 * (p + 2) : n, cols = end - 16 * p;
+                    amx_block(abuf + rr * kpad, packed + p * panel, panel, two, kb, blk);
+                    size_t valid = rows - rr < 32 ? rows - rr : 32;
+                    amx_flush(blk, valid, two ? cols : (cols < 16 ? cols : 16), c + (r0 + rr) * ldc + 16 * p, ldc,
+                              accumulate);
+                }
         }
     }
     _tile_release();
