@@ -97,7 +97,7 @@ void ck_cpu_flags(char *buf, size_t n) {
         {"f16c", __builtin_cpu_supports("f16c")}, {"avx512f", __builtin_cpu_supports("avx512f")},
         {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
         {"avx512dq", __builtin_cpu_supports("avx512dq")}, {"avx512_vnni", __builtin_cpu_supports("avx512vnni")},
-        {"avx512_bf16", __builtin_cpu_supports("avx512bf16")}, {"amx_bf16", ck_cpu_amx_bf16_present()},
+        {"avx512_bf16", __builtin_cpu_supports("avx512bf16")}, {"amx_bf16", ck_cpu_amx()},
     };
     size_t used = 0;
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {

@@ -243,7 +243,7 @@ int ck_bf16_gemm(const uint16_t *a, size_t lda, size_t m, size_t k, const uint16
                  size_t p1, float *c, size_t ldc, int accumulate, int path) {
     switch (path) {
     case CK_BF16_AMX:
-        if (!ck_cpu_amx_bf16()) return -1;
+        if (!ck_cpu_amx()) return -1;
         return gemm_amx(a, lda, m, k, packed, n, p0, p1, c, ldc, accumulate);
     case CK_BF16_AVX512:
         if (!ck_cpu_avx512_bf16()) return -1;

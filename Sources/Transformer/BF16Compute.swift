@@ -21,16 +21,20 @@ public enum ComputePrecision: String, CaseIterable, Sendable {
         case .f32: return "f32 (BLAS)"
         case .bf16:
             guard Self.bf16IsNative else { return "f32 (BLAS; bf16 requested but \(Self.bf16Missing))" }
-            let amx = ck_cpu_amx_bf16() != 0 ? "amx_bf16 tdpbf16ps for prefill, " : ""
+            let amx = amxEnabled ? "amx_bf16 tdpbf16ps for prefill, " : ""
             return "bf16 (\(amx)avx512_bf16 vdpbf16ps, f32 accumulation)"
         }
     }
 
     /// The `ck_bf16_gemm` path for a product of `rows` activation rows: AMX tiles from ``amxMinimumRows`` rows where
-    /// the process may use them, `vdpbf16ps` otherwise (decoding).
+    /// ``amxEnabled``, `vdpbf16ps` otherwise (decoding).
     static func bf16Path(rows: Int) -> Int32 {
-        rows >= amxMinimumRows && ck_cpu_amx_bf16() != 0 ? CK_BF16_AMX : CK_BF16_AVX512
+        rows >= amxMinimumRows && amxEnabled ? CK_BF16_AMX : CK_BF16_AVX512
     }
+
+    /// AMX runs here (`ck_gemm_amx_available`: AMX-TILE, AMX-BF16, the tile state granted) and the
+    /// environment does not turn it off with `LONGCTX_AMX=0` (to compare with `vdpbf16ps`).
+    static let amxEnabled = ck_gemm_amx_available() != 0 && ProcessInfo.processInfo.environment["LONGCTX_AMX"] != "0"
 
     /// Below one 16-row tile, AMX would multiply mostly zero padding.
     static let amxMinimumRows = 16

@@ -13,8 +13,8 @@
 //                                            GFLOP/s of LayerOps.gemm with our packed kernels against OpenBLAS
 //                                            column slabs, and the step's GEMM seconds each way; env WORKERS (2),
 //                                            REPS (5, best of)
-//   longctx-bench gemm-bf16 M N K         -> the same for ck_bf16_gemm (C = A·Wᵀ, bf16 in, f32 accumulation), one
-//                                            line per path: AMX tiles, vdpbf16ps, portable (small shapes)
+//   longctx-bench gemm-bf16 M N K         -> single-threaded ck_bf16_gemm GFLOP/s (C = A·Wᵀ, bf16 in, f32
+//                                            accumulation), one line per path: AMX, vdpbf16ps, portable (small shapes)
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
 //                                            env WORKERS (2), REPS (1, best of), QB (query tile)
@@ -250,7 +250,7 @@ func gemmBF16(m: Int, n: Int, k: Int) {
     ck_bf16_pack(w, n, k, &packed)
     var c = [Float](repeating: 0, count: m * n)
     var paths: [(Int32, String)] = []
-    if ck_cpu_amx_bf16() != 0 { paths.append((CK_BF16_AMX, "amx_bf16")) }
+    if ck_gemm_amx_available() != 0 { paths.append((CK_BF16_AMX, "amx_bf16")) }
     if ck_cpu_avx512_bf16() != 0 { paths.append((CK_BF16_AVX512, "avx512_bf16")) }
     if paths.isEmpty || m * n * k < 100_000_000 { paths.append((CK_BF16_PORTABLE, "portable")) }
     for (path, name) in paths {

@@ -19,8 +19,8 @@ import TensorCore
     @Test(.enabled(if: ck_cpu_avx512_bf16() != 0, "this CPU lacks avx512_bf16: the vdpbf16ps kernel is not run"))
     func avx512BF16MatchesDoubleReference() { check(CK_BF16_AVX512) }
 
-    @Test(.enabled(if: ck_cpu_amx_bf16() != 0,
-                   "no usable AMX-BF16 (CPU lacks it, Linux refused the tile state, or LONGCTX_AMX=0): tdpbf16ps not run"))
+    @Test(.enabled(if: ck_gemm_amx_available() != 0,
+                   "no usable AMX-BF16 (the CPU lacks it or Linux refused the tile state): tdpbf16ps not run"))
     func amxMatchesDoubleReference() { check(CK_BF16_AMX) }
 
     func check(_ path: Int32) {

@@ -54,11 +54,6 @@ const char *ck_path_name(int path);
 /* 1 when the CPU has AVX-512 (as above) and AVX512-VNNI / AVX512-BF16 respectively. */
 int ck_cpu_avx512_vnni(void);
 int ck_cpu_avx512_bf16(void);
-/* 1 when AMX-TILE + AMX-BF16 (and AVX-512) are present, the kernel granted this process the tile data state
-   (arch_prctl ARCH_REQ_XCOMP_PERM, asked once) and LONGCTX_AMX is not "0"; else 0 (amx.c). */
-int ck_cpu_amx_bf16(void);
-/* 1 when the CPU reports AMX-TILE + AMX-BF16, whether or not they may be used. */
-int ck_cpu_amx_bf16_present(void);
 /* The CPU's flags that matter to these kernels, space-separated ("avx2 fma f16c avx512f ..."), NUL-terminated. */
 void ck_cpu_flags(char *buf, size_t n);
 
@@ -176,7 +171,7 @@ void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *
    columns per row (an odd k needs a zero pad column). Products of bf16 values are exact in f32 and summed in f32,
    so |C − A·Wᵀ| ≤ k·2⁻²³·Σ|a·w| against the exact product of the bf16 inputs. Only output panels p0 ..< p1 (columns
    16·p0 ..< min(n, 16·p1)) are written, so disjoint panel ranges can run on separate threads. path:
-   CK_BF16_AMX (tdpbf16ps on 2 × 2 tiles of 16 × 16; returns -1 without ck_cpu_amx_bf16() or when out of memory;
+   CK_BF16_AMX (tdpbf16ps on 2 × 2 tiles of 16 × 16; returns -1 without ck_gemm_amx_available() or out of memory;
    copies A in blocks of 256 rows, so any lda and m work), CK_BF16_AVX512 (vdpbf16ps; returns -1 without
    avx512_bf16) or CK_BF16_PORTABLE (one product at a time). Every path sums each output in its own order, so
    results differ between paths by f32 rounding only. */
