@@ -21,7 +21,7 @@ public enum ComputePrecision: String, CaseIterable, Sendable {
         case .f32: return "f32 (BLAS)"
         case .bf16:
             guard Self.bf16IsNative else { return "f32 (BLAS; bf16 requested but \(Self.bf16Missing))" }
-            let amx = amxEnabled ? "amx_bf16 tdpbf16ps for prefill, " : ""
+            let amx = Self.amxEnabled ? "amx_bf16 tdpbf16ps for prefill, " : ""
             return "bf16 (\(amx)avx512_bf16 vdpbf16ps, f32 accumulation)"
         }
     }
