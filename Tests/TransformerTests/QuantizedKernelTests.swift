@@ -16,9 +16,11 @@ import TensorCore
 /// - weight rounding: Q8_0 and Q4_1 within d/2 per element, Q4_0 within |d| (d/2 but for the clamped top nibble),
 ///   plus the f16 rounding of the stored scale (and Q4_1's minimum), as GGUF stores them: codes are chosen with
 ///   the exact scale, so each element may move by |code|·|d|·2⁻¹¹ (+ |m|·2⁻¹¹) more. Activations likewise.
-///   Q5_0 within d/2 (|d| at the clamped top code) plus 16·|d|·2⁻¹¹. Q4_K within d·sc/2 of its sub-block, plus
-///   what rounding the sub-block's scale and offset to 6 bits of d and dmin may cut off its range (15·d/2 +
-///   dmin/2); the codes are chosen against the stored scales, so the f16 rounding of d and dmin adds nothing.
+///   Q5_0 within d/2 (|d| at the clamped top code) plus 16·|d|·2⁻¹¹. Q4_K within one min/max step of its
+///   sub-block ((max − min(0, min))/15: half a step of rounding, and the least-squares refit may trade a clipped
+///   extreme for a smaller total error), plus what rounding the sub-block's scale and offset to 6 bits of d and
+///   dmin may cut off its range (15·d/2 + dmin/2); the codes are chosen against the stored scales, so the f16
+///   rounding of d and dmin adds nothing.
 ///   Q4_K's squared error must also be at most that of Q4_1 with f16 scales on the same weights (its least-squares
 ///   refit has to pay for the 6-bit scales).
 @Suite struct QuantizedKernelTests {
@@ -57,7 +59,7 @@ import TensorCore
                         case .q5_0: d * 1.0001 + 16 * d * half
                         case .q4_0: d * 1.0001 + 8 * d * half
                         case .q4_1: d / 2 * 1.0001 + 15 * d * half + abs(q.mins![block]) * half + 1e-7
-                        case .q4_k: abs(Self.scaleOffset(q, r, i / 32).scale) / 2 * 1.0001 + 7.5 * d
+                        case .q4_k: Self.minMaxStep(w, r * k + i / 32 * 32) * 1.0001 + 7.5 * d
                             + q.scales[r * (k / 128) + i / 256 * 2 + 1] / 2 + 1e-7
                         }
                         #expect(abs(deq[r * k + i] - w[r * k + i]) <= bound, "\(format) weight rounding r\(r) i\(i)")
@@ -107,6 +109,12 @@ import TensorCore
                 }
             }
         }
+    }
+
+    /// The min/max fit's step of the 32 weights from `start`: (max − min(0, min))/15.
+    static func minMaxStep(_ w: [Float], _ start: Int) -> Float {
+        let block = w[start..<(start + 32)]
+        return (block.max()! - min(0, block.min()!)) / 15
     }
 
     /// Block `b` of row `r`: its scale and the offset the kernels add per block in f32 (Q4_1's minimum, Q4_0's
