@@ -328,3 +328,157 @@ void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t ro
                   const float *xd, float *y) {
     ck_q4_matvec_on(ck_path_current(), wq, wd, wm, rows, k, xq, xd, y);
 }
+
+/* ---- Q5_0 values in Q8_0 storage ---- */
+/* GGUF Q5_0's quantization (ggml's reference rule: d = v/-16 for the v of largest magnitude, code =
+   min(31, trunc(x/d + 16.5))), each code stored as the int8 (code - 16) of a Q8_0 block with scale d: the same
+   values as Q5_0, and Q8_0's integer kernels compute with them exactly. */
+void ck_q5_0_quantize(const float *x, size_t n, int8_t *q, float *d) {
+    for (size_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0, mx = 0;
+        for (int i = 0; i < 32; i++) if (fabsf(xb[i]) > amax) { amax = fabsf(xb[i]); mx = xb[i]; }
+        float db = mx / -16.0f, inv = db != 0 ? 1.0f / db : 0.0f;
+        d[b] = round_to_f16(db);
+        for (int i = 0; i < 32; i++) {
+            int c = (int)(xb[i] * inv + 16.5f);
+            q[b * 32 + i] = (int8_t)((c > 31 ? 31 : c) - 16);
+        }
+    }
+}
+
+/* ---- Q4_K ---- */
+/* Σ (s·q − m − x)² over one sub-block for codes chosen against scale s and offset m (value = s·q − m). */
+static float q4k_codes(const float *x, float s, float m, uint8_t *q) {
+    float inv = s > 0 ? 1.0f / s : 0.0f, err = 0;
+    for (int i = 0; i < 32; i++) {
+        int c = (int)lrintf((x[i] + m) * inv);
+        c = c < 0 ? 0 : c > 15 ? 15 : c;
+        q[i] = (uint8_t)c;
+        float e = s * (float)c - m - x[i];
+        err += e * e;
+    }
+    return err;
+}
+
+/* One sub-block's scale s ≥ 0 and offset m ≥ 0 (value = s·q − m, q in 0..15): start from the min/max fit
+   (m = −min(0, min x), s = (max x + m)/15), then up to 4 least-squares refits of (s, m) given the codes, each
+   kept only when it lowers the squared error. */
+static void q4k_fit(const float *x, float *scale, float *offset) {
+    float lo = 0, hi = x[0];
+    for (int i = 0; i < 32; i++) { lo = fminf(lo, x[i]); hi = fmaxf(hi, x[i]); }
+    float s = (hi - lo) / 15.0f, m = -lo;
+    uint8_t q[32];
+    float best = q4k_codes(x, s, m, q);
+    for (int it = 0; it < 4 && s > 0; it++) {
+        /* minimise Σ (s·q − m − x)² over s, m: normal equations of the 2×2 system. */
+        double sq = 0, sqq = 0, sx = 0, sqx = 0;
+        for (int i = 0; i < 32; i++) { sq += q[i]; sqq += (double)q[i] * q[i]; sx += x[i]; sqx += (double)q[i] * x[i]; }
+        double det = 32 * sqq - sq * sq;
+        if (det <= 0) break;
+        double ns = (32 * sqx - sq * sx) / det, nm = (sq * sqx - sqq * sx) / det;
+        if (ns <= 0) break;
+        if (nm < 0) { nm = 0; ns = sqq > 0 ? sqx / sqq : 0; }
+        uint8_t nq[32];
+        float err = q4k_codes(x, (float)ns, (float)nm, nq);
+        if (err >= best) break;
+        best = err; s = (float)ns; m = (float)nm;
+        memcpy(q, nq, sizeof q);
+    }
+    *scale = s; *offset = m;
+}
+
+void ck_q4k_quantize(const float *x, size_t n, uint8_t *qs, uint8_t *sm, float *dm) {
+    for (size_t sb = 0; sb < n / 256; sb++) {
+        const float *xs = x + sb * 256;
+        float s[8], m[8], smax = 0, mmax = 0;
+        for (int j = 0; j < 8; j++) {
+            q4k_fit(xs + j * 32, &s[j], &m[j]);
+            smax = fmaxf(smax, s[j]); mmax = fmaxf(mmax, m[j]);
+        }
+        float d = round_to_f16(smax / 63.0f), dmin = round_to_f16(mmax / 63.0f);
+        dm[sb * 2] = d; dm[sb * 2 + 1] = dmin;
+        uint8_t *sc = sm + sb * 16;
+        for (int j = 0; j < 8; j++) {
+            long a = d > 0 ? lrintf(s[j] / d) : 0, c = dmin > 0 ? lrintf(m[j] / dmin) : 0;
+            sc[j] = (uint8_t)(a < 0 ? 0 : a > 63 ? 63 : a);
+            sc[8 + j] = (uint8_t)(c < 0 ? 0 : c > 63 ? 63 : c);
+            /* Codes against the scale and offset as stored (f32 products, as the kernels and ggml use them). */
+            uint8_t q[32];
+            q4k_codes(xs + j * 32, d * (float)sc[j], dmin * (float)sc[8 + j], q);
+            uint8_t *out = qs + sb * 128 + j * 16;
+            for (int i = 0; i < 16; i++) out[i] = (uint8_t)(q[i] | (q[i + 16] << 4));
+        }
+    }
+}
+
+void ck_q4k_from_ggml(const uint8_t *blocks, size_t nblocks, uint8_t *qs, uint8_t *sm, float *dm) {
+    for (size_t b = 0; b < nblocks; b++) {
+        const uint8_t *p = blocks + b * 144, *s = p + 4, *q = p + 16;
+        uint16_t hd, hm;
+        memcpy(&hd, p, 2); memcpy(&hm, p + 2, 2);
+        _Float16 fd, fm;
+        memcpy(&fd, &hd, 2); memcpy(&fm, &hm, 2);
+        dm[b * 2] = (float)fd; dm[b * 2 + 1] = (float)fm;
+        uint8_t *sc = sm + b * 16;
+        for (int j = 0; j < 8; j++) {
+            if (j < 4) { sc[j] = s[j] & 63; sc[8 + j] = s[j + 4] & 63; }
+            else {
+                sc[j] = (uint8_t)((s[j + 4] & 15) | ((s[j - 4] >> 6) << 4));
+                sc[8 + j] = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+            }
+            /* ggml: sub-block j's element l is nibble (j & 1) of byte 32·(j/2) + l. */
+            const uint8_t *src = q + (j >> 1) * 32;
+            int shift = (j & 1) * 4;
+            uint8_t *out = qs + b * 128 + j * 16;
+            for (int i = 0; i < 16; i++)
+                out[i] = (uint8_t)(((src[i] >> shift) & 15) | (((src[i + 16] >> shift) & 15) << 4));
+        }
+    }
+}
+
+/* Row r's per-sub-block scale d·sc and offset −dmin·m: a Q4_1 row (element = nibble·wd + wm) with the same values. */
+static void q4k_expand_row(const uint8_t *sm, const float *dm, size_t nsb, float *wd, float *wm) {
+    for (size_t sb = 0; sb < nsb; sb++) {
+        float d = dm[sb * 2], dmin = dm[sb * 2 + 1];
+        for (int j = 0; j < 8; j++) {
+            wd[sb * 8 + j] = d * (float)sm[sb * 16 + j];
+            wm[sb * 8 + j] = -(dmin * (float)sm[sb * 16 + 8 + j]);
+        }
+    }
+}
+
+void ck_q4k_matvec_on(int path, const uint8_t *qs, const uint8_t *sm, const float *dm, size_t rows, size_t k,
+                      const int8_t *xq, const float *xd, float *y) {
+    size_t nsb = k / 256, nb = k / 32;
+    float dloc[512], mloc[512];
+    float *wd = nb <= 512 ? dloc : (float *)malloc(nb * sizeof(float));
+    float *wm = nb <= 512 ? mloc : (float *)malloc(nb * sizeof(float));
+    int32_t sums[1024], *xs = nb <= 1024 ? sums : (int32_t *)malloc(nb * sizeof(int32_t));
+    block_sums(xq, k, xs);
+    int vnni = path == CK_PATH_AVX512 && ck_cpu_avx512_vnni();
+    int8_t local[8192], *xp = NULL;
+    float fsum[256], *xsum = NULL;
+    if (vnni) {
+        xp = k <= sizeof local ? local : (int8_t *)malloc(k);
+        xsum = nb <= 256 ? fsum : (float *)malloc(nb * sizeof(float));
+        q4_permute_pairs(xq, k, xp);
+        for (size_t b = 0; b < nb; b++) xsum[b] = xd[b] * (float)xs[b];
+    }
+    for (size_t r = 0; r < rows; r++) {
+        q4k_expand_row(sm + r * nsb * 16, dm + r * nsb * 2, nsb, wd, wm);
+        const uint8_t *w = qs + r * (k / 2);
+        if (vnni) q4_matvec_vnni(w, wd, wm, 1, k, xq, xp, xd, xsum, y + r);
+        else if (path >= CK_PATH_AVX2) q4_matvec_avx2(w, wd, wm, 1, k, xq, xd, xs, y + r);
+        else q4_matvec_c(w, wd, wm, 1, k, xq, xd, xs, y + r);
+    }
+    if (wd != dloc) { free(wd); free(wm); }
+    if (xs != sums) free(xs);
+    if (xp && xp != local) free(xp);
+    if (xsum && xsum != fsum) free(xsum);
+}
+
+void ck_q4k_matvec(const uint8_t *qs, const uint8_t *sm, const float *dm, size_t rows, size_t k, const int8_t *xq,
+                   const float *xd, float *y) {
+    ck_q4k_matvec_on(ck_path_current(), qs, sm, dm, rows, k, xq, xd, y);
+}

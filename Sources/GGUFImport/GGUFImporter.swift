@@ -77,6 +77,7 @@ public enum GGUFImporter {
                 types[item.info.type.description, default: 0] += 1
             }
             try w.finish()
+            try writeBlocks(g, plan: plan, to: file(GGUFBlocks.fileName))
             try FileOps.writeAtomically(JSONValue.object(config).serialized() + "\n", to: file("config.json"))
             try FileOps.writeAtomically(JSONValue.object(tokenizer.tokenizerJSON()).serialized() + "\n", to: file("tokenizer.json"))
             try FileOps.writeAtomically(JSONValue.object(tokenizer.tokenizerConfigJSON(maxLength: hp.contextLength)).serialized() + "\n",
@@ -91,6 +92,38 @@ public enum GGUFImporter {
                                 tiedEmbeddings: !plan.contains { $0.hfName == "lm_head.weight" },
                                 vocabSize: hp.vocabSize, preTokenizer: tokenizer.preName,
                                 seconds: Date().timeIntervalSince(start), sourceTypes: types)
+    }
+
+    /// Keeps the quantized blocks of every quantized matrix in `gguf-blocks.safetensors` (``GGUFBlocks``) when the
+    /// file holds a type that re-quantizing the dequantized weights does not reproduce (k-quants, Q5_0, …); Q/K rows
+    /// are reordered as ``unpermuteRotary(_:heads:)`` reorders the dequantized ones (blocks run along a row).
+    static func writeBlocks(_ g: GGUFFile, plan: [PlannedTensor], to path: String) throws {
+        let quantized = plan.filter { $0.info.shape.count == 2 && $0.info.type.blockGeometry.elements > 1 }
+        guard quantized.contains(where: { !GGUFBlocks.reproducible.contains($0.info.type) }) else { return }
+        let specs = quantized.map { t in
+            TensorSpec(name: t.hfName, dtype: .u8, shape: [t.info.shape[0], t.info.byteCount / t.info.shape[0]])
+        }
+        let types = Dictionary(uniqueKeysWithValues: quantized.map { ($0.hfName, String($0.info.type.rawValue)) })
+        let w = try SafetensorsWriter(path: path, specs: specs, metadata: types)
+        for (t, spec) in zip(quantized, specs) {
+            let src = try g.bytes(t.info.name)
+            if let heads = t.unpermuteHeads {
+                let order = rotaryRowOrder(rows: spec.shape[0], heads: heads)
+                let rows = GGUFBlocks.reorderRows(src, rowBytes: spec.shape[1], order: order)
+                try rows.withUnsafeBytes { try w.append(name: t.hfName, bytes: $0) }
+            } else {
+                try w.append(name: t.hfName, bytes: src)
+            }
+        }
+        try w.finish()
+    }
+
+    /// The row order of ``unpermuteRotary(_:heads:)``: output row `h·hd + j·hd/2 + i` is input row `h·hd + 2i + j`.
+    static func rotaryRowOrder(rows: Int, heads: Int) -> [Int] {
+        let hd = rows / heads, half = hd / 2
+        var order = [Int](repeating: 0, count: rows)
+        for h in 0..<heads { for i in 0..<half { for j in 0..<2 { order[h * hd + j * half + i] = h * hd + 2 * i + j } } }
+        return order
     }
 
     /// Undoes llama.cpp's `LlamaModel.permute` on a `[heads·hd, in]` (or `[heads·hd]`) tensor:

@@ -16,7 +16,7 @@ public enum GGUFQuants {
         }
     }
 
-    public static let supported: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q4_K, .q5_K, .q6_K]
+    public static let supported: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q4_K, .q5_K, .q6_K]
 
     /// Dequantises `count` elements of `type` from `src` into `dst`.
     /// `src` must hold exactly `count / blockElements × blockBytes` bytes.
@@ -33,6 +33,7 @@ public enum GGUFQuants {
         case .q8_0: q8_0(p, nb, dst)
         case .q4_0: q4_0(p, nb, dst)
         case .q4_1: q4_1(p, nb, dst)
+        case .q5_0: q5_0(p, nb, dst)
         case .q4_K: q4_K(p, nb, dst)
         case .q5_K: q5_K(p, nb, dst)
         case .q6_K: q6_K(p, nb, dst)
@@ -82,6 +83,26 @@ public enum GGUFQuants {
                 let v = u[o &+ 4 &+ j]
                 out[j] = d * Float(v & 0x0F) + m
                 out[j &+ 16] = d * Float(v >> 4) + m
+            }
+        }
+    }
+
+    /// Q5_0: 22-byte blocks of 32 — f16 `d`, 32 high bits `qh` (u32), 16 bytes of nibbles; element `j` is the low
+    /// nibble of byte `j` plus bit `j` of `qh` as its fifth bit, element `j+16` the high nibble plus bit `j+16`;
+    /// `y = d · (q − 16)`.
+    static func q5_0(_ p: UnsafeRawPointer, _ nb: Int, _ y: UnsafeMutablePointer<Float>) {
+        let u = p.assumingMemoryBound(to: UInt8.self)
+        for b in 0..<nb {
+            let o = b &* 22
+            let d = half(p, o)
+            let qh = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: o &+ 2, as: UInt32.self))
+            let out = y + b &* 32
+            for j in 0..<16 {
+                let v = u[o &+ 6 &+ j]
+                let lo = Int(v & 0x0F) | Int((qh >> UInt32(j)) & 1) << 4
+                let hi = Int(v >> 4) | Int((qh >> UInt32(j &+ 16)) & 1) << 4
+                out[j] = d * Float(lo &- 16)
+                out[j &+ 16] = d * Float(hi &- 16)
             }
         }
     }

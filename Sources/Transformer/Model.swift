@@ -202,8 +202,8 @@ public final class TransformerModel: @unchecked Sendable {
     static let quantizedProductRows = 4
 
     /// `out (+)= input · Wᵀ + bias` row by row on quantized weights: each input row quantized to Q8_0 blocks, then
-    /// ``QuantizedMatrix/multiply(xq:xd:into:workers:)``.
-    private func quantizedLinear(_ input: UnsafePointer<Float>, rows: Int, lda: Int, _ w: QuantizedMatrix,
+    /// ``QuantizedRows/multiply(xq:xd:into:workers:)``.
+    private func quantizedLinear(_ input: UnsafePointer<Float>, rows: Int, lda: Int, _ w: QuantizedRows,
                                  bias: [Float]?, out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         let k = w.cols
         if activationQuants.count < k { activationQuants = [Int8](repeating: 0, count: k) }

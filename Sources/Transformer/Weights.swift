@@ -43,10 +43,10 @@ struct WeightMatrix: @unchecked Sendable {
     let rows: Int
     let cols: Int
     let tensor: Tensor
-    let quantized: QuantizedMatrix?
+    let quantized: QuantizedRows?
     let bf16: PackedBF16Matrix?
 
-    init(_ tensor: Tensor, quantized: QuantizedMatrix? = nil, bf16: PackedBF16Matrix? = nil) {
+    init(_ tensor: Tensor, quantized: QuantizedRows? = nil, bf16: PackedBF16Matrix? = nil) {
         precondition(tensor.rank == 2)
         self.tensor = tensor
         self.quantized = quantized
@@ -55,10 +55,11 @@ struct WeightMatrix: @unchecked Sendable {
         cols = tensor.shape[1]
     }
 
-    /// This matrix prepared for decoding/compute: quantized to `format`, then (when `bf16`) with a packed bf16 copy
-    /// of the values the f32 path would use (bf16 checkpoints as stored; others rounded to nearest even).
-    func prepared(_ format: WeightFormat, bf16: Bool) -> WeightMatrix {
-        let q = quantized(format)
+    /// This matrix prepared for decoding/compute: quantized to `format` (or on `kept` blocks, a GGUF file's own),
+    /// then (when `bf16`) with a packed bf16 copy of the values the f32 path would use (bf16 checkpoints as stored;
+    /// others rounded to nearest even).
+    func prepared(_ format: WeightFormat, kept: QuantizedRows? = nil, bf16: Bool) -> WeightMatrix {
+        let q = kept.map { WeightMatrix(tensor, quantized: $0) } ?? quantized(format)
         guard bf16 else { return q }
         if q.quantized == nil && dtype == .bf16 {
             let w = tensor.rawPointer.assumingMemoryBound(to: UInt16.self)
@@ -81,11 +82,19 @@ struct WeightMatrix: @unchecked Sendable {
     var dtype: DType { tensor.dtype }
 
     /// This matrix with a copy quantized to `format` (unchanged for `.stored` or when `cols` is not a multiple of
-    /// 32, the block size).
+    /// 32, the block size; `.q4_k` where `cols` is not a multiple of 256 takes Q5_0's values, see ``WeightFormat``).
     func quantized(_ format: WeightFormat) -> WeightMatrix {
-        guard format != .stored, cols % 32 == 0 else { return self }
-        let q = QuantizedMatrix(format: format, rows: rows, cols: cols) { r, dst in copyRow(r, into: dst) }
-        return WeightMatrix(tensor, quantized: q)
+        let block: BlockFormat
+        switch format {
+        case .stored: return self
+        case .q8_0: block = .q8_0
+        case .q4_0: block = .q4_0
+        case .q4_1: block = .q4_1
+        case .q4_k: block = cols % 256 == 0 ? .q4_k : .q5_0
+        }
+        guard cols % 32 == 0 else { return self }
+        let q = QuantizedMatrix(format: block, rows: rows, cols: cols) { r, dst in copyRow(r, into: dst) }
+        return WeightMatrix(tensor, quantized: QuantizedRows([q]))
     }
 
     /// Rows `0..<n` of the matrix as f32, valid inside `body`.
@@ -154,14 +163,26 @@ struct ModelWeights: @unchecked Sendable {
     let lmHead: WeightMatrix
 
     /// Reads every parameter; with a quantized `format`, the projections get quantized copies in that format and
-    /// the LM head a Q8_0 copy,
-    /// with `bf16` packed bf16 copies too (``WeightMatrix/prepared(_:bf16:)``).
+    /// the LM head a Q8_0 copy, with `bf16` packed bf16 copies too (``WeightMatrix/prepared(_:kept:bf16:)``).
+    /// Under `.q4_k`, a matrix whose parts a GGUF import kept as blocks (``GGUFBlocks``, in `path`) runs on those.
     init(checkpoint: Checkpoint, configuration c: TransformerConfiguration, path: String,
          format: WeightFormat = .stored, bf16: Bool = false) throws {
         // The LM head stays at 8 bits under every quantized format, as llama.cpp's quantizer keeps the output
         // matrix (Q6_K, or Q8_0 where rows are not a multiple of 256): 4-bit logits flip the top token too often.
         let headFormat: WeightFormat = format == .stored ? .stored : .q8_0
-        func prepare(_ w: WeightMatrix, as f: WeightFormat? = nil) -> WeightMatrix { w.prepared(f ?? format, bf16: bf16) }
+        let store = format == .q4_k ? try GGUFBlocks.Store(directory: path) : nil
+        /// `w` prepared; `names`: the checkpoint tensors stacked in `w`, whose kept blocks are used when all have them.
+        func prepare(_ w: WeightMatrix, _ names: [String], as f: WeightFormat? = nil) throws -> WeightMatrix {
+            var kept: [QuantizedMatrix] = []
+            if let store {
+                for name in names {
+                    guard let info = checkpoint.info(name), let b = try store.blocks(name, rows: info.shape[0], cols: w.cols)
+                    else { break }
+                    kept.append(try QuantizedMatrix.fromGGUF(b))
+                }
+            }
+            return w.prepared(f ?? format, kept: kept.count == names.count ? QuantizedRows(kept) : nil, bf16: bf16)
+        }
         func load(_ name: String, _ shape: [Int]) throws -> Tensor {
             guard checkpoint.contains(name) else {
                 throw ModelIOError(path, "tensor '\(name)' is missing from the checkpoint")
@@ -194,13 +215,13 @@ struct ModelWeights: @unchecked Sendable {
             layers.append(LayerWeights(
                 inputNorm: try vector(p + "input_layernorm.weight", d),
                 postAttentionNorm: try vector(p + "post_attention_layernorm.weight", d),
-                qkv: prepare(WeightMatrix.stacked([q, k, v])),
+                qkv: try prepare(WeightMatrix.stacked([q, k, v]), ["q_proj", "k_proj", "v_proj"].map { p + "self_attn.\($0).weight" }),
                 qkvBias: qkvBias,
-                output: prepare(WeightMatrix(try load(p + "self_attn.o_proj.weight", [d, c.heads * hd]))),
+                output: try prepare(WeightMatrix(try load(p + "self_attn.o_proj.weight", [d, c.heads * hd])), [p + "self_attn.o_proj.weight"]),
                 outputBias: c.outputBias ? try vector(p + "self_attn.o_proj.bias", d) : nil,
-                gateUp: prepare(WeightMatrix.stacked([gate, up])),
+                gateUp: try prepare(WeightMatrix.stacked([gate, up]), [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"]),
                 gateUpBias: c.mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) + vector(p + "mlp.up_proj.bias", inter) : nil,
-                down: prepare(WeightMatrix(try load(p + "mlp.down_proj.weight", [d, inter]))),
+                down: try prepare(WeightMatrix(try load(p + "mlp.down_proj.weight", [d, inter])), [p + "mlp.down_proj.weight"]),
                 downBias: c.mlpBias ? try vector(p + "mlp.down_proj.bias", d) : nil))
         }
         self.layers = layers
@@ -209,9 +230,9 @@ struct ModelWeights: @unchecked Sendable {
             guard c.tieWordEmbeddings else {
                 throw ModelIOError(path, "tensor 'lm_head.weight' is missing and tie_word_embeddings is false")
             }
-            lmHead = prepare(embedding, as: headFormat)
+            lmHead = try prepare(embedding, ["model.embed_tokens.weight"], as: headFormat)
         } else {
-            lmHead = prepare(WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])), as: headFormat)
+            lmHead = try prepare(WeightMatrix(try load("lm_head.weight", [c.vocabSize, d])), ["lm_head.weight"], as: headFormat)
         }
     }
 }

@@ -5,7 +5,7 @@
 //   longctx-bench lora-error BASE TUNED ADAPTER   -> relative Frobenius error of an adapter vs the deltas
 //   longctx-bench prefill DIR N [decode]  -> engine prefill tok/s for N tokens (+ decode tok/s), peak RSS, the
 //                                            kernel path and CPU flags (env LONGCTX_KERNELS picks a lower path;
-//                                            env WEIGHTS=stored|q8_0|q4_0|q4_1 the weight format,
+//                                            env WEIGHTS=stored|q8_0|q4_0|q4_1|q4_k the weight format,
 //                                            COMPUTE=f32|bf16 the product arithmetic)
 //   longctx-bench gemm M N K [transB]     -> single-threaded cblas_sgemm GFLOP/s of one shape (best of 5)
 //   longctx-bench gemm-train [N]          -> the f32 products of one SmolLM2-135M training step on N tokens (default
@@ -15,6 +15,9 @@
 //                                            REPS (5, best of)
 //   longctx-bench gemm-bf16 M N K         -> single-threaded ck_bf16_gemm GFLOP/s (C = A·Wᵀ, bf16 in, f32
 //                                            accumulation), one line per path: AMX, vdpbf16ps, portable (small shapes)
+//   longctx-bench matvec ROWS K [REPS]    -> one-thread integer matrix–vector G weights/s of Q8_0, Q4_1 and Q4_K
+//                                            weights (Q8_0 activations) on every kernel path the CPU has, best of
+//                                            REPS (30), the paths interleaved per round
 //   longctx-bench attention N [fused|blas] [keyBlock] -> causal attention GFLOP/s of one SmolLM2-shaped layer
 //                                            (9/3 heads, d 64) over N positions, queries in chunks of 1024;
 //                                            env WORKERS (2), REPS (1, best of), QB (query tile)
@@ -259,6 +262,42 @@ func gemmBF16(m: Int, n: Int, k: Int) {
     }
 }
 
+/// Quantized matrix–vector kernels (`ck_q8_matvec_on`, `ck_q4_matvec_on` with Q4_1 minimums, `ck_q4k_matvec_on`)
+/// on a random `rows × k` matrix, one thread: per format and path the best of `reps` calls, in G weights/s.
+func matvec(rows: Int, k: Int, reps: Int) {
+    var r = SeededRandom(seed: 9)
+    let w = (0..<(rows * k)).map { _ in r.normal() * 0.05 }, x = (0..<k).map { _ in r.normal() }
+    var xq = [Int8](repeating: 0, count: k), xd = [Float](repeating: 0, count: k / 32), y = [Float](repeating: 0, count: rows)
+    ck_q8_quantize(x, k, &xq, &xd)
+    var q8 = [Int8](repeating: 0, count: rows * k), d8 = [Float](repeating: 0, count: rows * k / 32)
+    ck_q8_quantize(w, rows * k, &q8, &d8)
+    var q4 = [UInt8](repeating: 0, count: rows * k / 2), d4 = d8, m4 = d8
+    ck_q4_1_quantize(w, rows * k, &q4, &d4, &m4)
+    var qk = q4, sk = [UInt8](repeating: 0, count: rows * k / 16), dk = [Float](repeating: 0, count: rows * k / 128)
+    if k % 256 == 0 { ck_q4k_quantize(w, rows * k, &qk, &sk, &dk) }
+    let paths = [CK_PATH_PORTABLE, CK_PATH_AVX2, CK_PATH_AVX512].filter { ck_path_supported($0) != 0 }
+    let formats = k % 256 == 0 ? ["q8_0", "q4_1", "q4_k"] : ["q8_0", "q4_1"]
+    var best = [String: Double]()
+    for _ in 0..<reps {
+        for f in formats {
+            for p in paths {
+                let t = seconds {
+                    switch f {
+                    case "q8_0": ck_q8_matvec_on(p, q8, d8, rows, k, xq, xd, &y)
+                    case "q4_1": ck_q4_matvec_on(p, q4, d4, m4, rows, k, xq, xd, &y)
+                    default: ck_q4k_matvec_on(p, qk, sk, dk, rows, k, xq, xd, &y)
+                    }
+                }
+                let key = "\(f)/\(String(cString: ck_path_name(p)))"
+                best[key] = min(best[key] ?? .infinity, t)
+            }
+        }
+    }
+    for key in best.keys.sorted() {
+        print("{\"bench\":\"matvec\",\"rows\":\(rows),\"k\":\(k),\"kernel\":\"\(key)\",\"vnni\":\(ck_cpu_avx512_vnni() != 0),\"gweights_per_s\":\(Double(rows * k) / best[key]! / 1e9)}")
+    }
+}
+
 /// An integer from the environment, or `fallback`.
 func environment(_ name: String, _ fallback: Int) -> Int {
     Int(ProcessInfo.processInfo.environment[name] ?? "") ?? fallback
@@ -435,6 +474,8 @@ case "amx-tile":
     amxTile()
 case "gemm-bf16":
     gemmBF16(m: Int(args[2])!, n: Int(args[3])!, k: Int(args[4])!)
+case "matvec":
+    matvec(rows: Int(args[2]) ?? 1536, k: Int(args[3]) ?? 1536, reps: args.count > 4 ? Int(args[4]) ?? 30 : 30)
 case "gemm":
     gemm(m: Int(args[2])!, n: Int(args[3])!, k: Int(args[4])!, transB: args.count > 5 && args[5] == "t")
 case "attention":

@@ -19,7 +19,7 @@ struct EvalOptions: ParsableArguments {
     static let tokenizerProbe = "The special magic number for tidy-lantern is: 4927351."
 
     @Option(help: "Evaluate the built-in engine on this model directory.") var model: String?
-    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0 or q4_1 (quantized at load; decoding runs on integer dot products).") var weights: WeightFormat = .stored
+    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0, q4_1 or q4_k (quantized at load, or a k-quant GGUF import's own blocks; decoding runs on integer dot products).") var weights: WeightFormat = .stored
     @Option(help: "Matrix-product arithmetic: f32 (the reference) or bf16 (bf16 weights × bf16-rounded activations, f32 accumulation, on AMX tiles for prefill where the CPU has amx_bf16 and vdpbf16ps where it has avx512_bf16; f32 elsewhere).") var compute: ComputePrecision = .f32
     @Option(help: "Evaluate an OpenAI-compatible server (e.g. http://127.0.0.1:8000 or …/v1).") var endpoint: String?
     @Option(help: "Tokenizer directory (tokenizer.json) of the served model; required with --endpoint.") var tokenizer: String?

@@ -21,7 +21,7 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 1
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(name: .customLong("stop"), help: "Stop string (repeatable).") var stops: [String] = []
-    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0 or q4_1 (quantized at load; decoding runs on integer dot products).") var weights: WeightFormat = .stored
+    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0, q4_1 or q4_k (quantized at load, or a k-quant GGUF import's own blocks; decoding runs on integer dot products).") var weights: WeightFormat = .stored
     @Option(help: "Matrix-product arithmetic: f32 (the reference) or bf16 (bf16 weights × bf16-rounded activations, f32 accumulation, on AMX tiles for prefill where the CPU has amx_bf16 and vdpbf16ps where it has avx512_bf16; f32 elsewhere).") var compute: ComputePrecision = .f32
     @Flag(help: "Print one JSON object (prompt_ids, generated_ids, text, timings) instead of streaming.") var json = false
 

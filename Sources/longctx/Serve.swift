@@ -14,7 +14,7 @@ struct Serve: AsyncParsableCommand {
 
     @Argument(help: "Model directory (config.json, safetensors, tokenizer.json).") var model: String
     @Option(help: "Address to bind.") var host = "127.0.0.1"
-    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0 or q4_1 (quantized at load; decoding runs on integer dot products).") var weights: WeightFormat = .stored
+    @Option(help: "Weight matrices: stored (as in the checkpoint, f32 arithmetic; the reference), q8_0, q4_0, q4_1 or q4_k (quantized at load, or a k-quant GGUF import's own blocks; decoding runs on integer dot products).") var weights: WeightFormat = .stored
     @Option(help: "Matrix-product arithmetic: f32 (the reference) or bf16 (bf16 weights × bf16-rounded activations, f32 accumulation, on AMX tiles for prefill where the CPU has amx_bf16 and vdpbf16ps where it has avx512_bf16; f32 elsewhere).") var compute: ComputePrecision = .f32
     @Option(help: "Port to bind (0: any free port; the bound port is printed).") var port = 8000
     @Option(name: .customLong("served-model-name"), help: "Model id reported by /v1/models (default: directory name).") var name: String?

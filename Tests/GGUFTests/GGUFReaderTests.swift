@@ -96,15 +96,15 @@ struct GGUFReaderTests {
     @Test func unsupportedQuantisationIsAClearError() throws {
         var g = GGUFBuilder()
         g.bytes.append(contentsOf: Array("GGUF".utf8)); g.u32(3); g.u64(1); g.u64(0)
-        g.tensorInfo("q", ne: [32], type: 6, offset: 0)  // Q5_0
+        g.tensorInfo("q", ne: [32], type: 7, offset: 0)  // Q5_1
         g.pad()
-        g.bytes.append(contentsOf: [UInt8](repeating: 0, count: 22))
+        g.bytes.append(contentsOf: [UInt8](repeating: 0, count: 24))
         let p = TestSupport.scratchDirectory("gguf-q5") + "/q.gguf"
         try g.write(p)
         let f = try GGUFFile(path: p)
-        #expect(f.info("q")?.byteCount == 22)
+        #expect(f.info("q")?.byteCount == 24)
         let e = #expect(throws: ModelIOError.self) { try f.dequantized("q") }
-        #expect(e?.message.contains("tensor 'q': dequantisation of Q5_0 is not supported") == true, "\(String(describing: e))")
+        #expect(e?.message.contains("tensor 'q': dequantisation of Q5_1 is not supported") == true, "\(String(describing: e))")
     }
 }
 

@@ -65,7 +65,7 @@ def fixture(out):
         bs, ts = gguf.GGML_QUANT_SIZES[qtype]
         raw = rng.integers(0, 256, size=(nblocks, ts), dtype=np.uint8)
         # sane scales: overwrite the f16 fields with finite values
-        if qtype in (T.Q8_0, T.Q4_0):
+        if qtype in (T.Q8_0, T.Q4_0, T.Q5_0):
             raw[:, 0:2] = half_bytes(nblocks, -0.1, 0.1)
         elif qtype == T.Q4_1:
             raw[:, 0:2] = half_bytes(nblocks, 0.0, 0.1)
@@ -78,7 +78,7 @@ def fixture(out):
         return raw
 
     entries = []
-    for name, qtype, rows in [("q8_0", T.Q8_0, 4), ("q4_0", T.Q4_0, 4), ("q4_1", T.Q4_1, 4),
+    for name, qtype, rows in [("q8_0", T.Q8_0, 4), ("q4_0", T.Q4_0, 4), ("q4_1", T.Q4_1, 4), ("q5_0", T.Q5_0, 4),
                               ("q4_k", T.Q4_K, 8), ("q5_k", T.Q5_K, 8), ("q6_k", T.Q6_K, 8)]:
         bs, ts = gguf.GGML_QUANT_SIZES[qtype]
         cols = 2 * 256  # a whole number of blocks for every type

@@ -5,9 +5,13 @@ usage: llamacpp_interop.py top1 GGUF IDS_JSON
   logits for every position, 2 threads) and the argmax token of every position, its margin over the second, and
   the argmax with an f32 KV cache instead of the default f16 are printed:
   {"top1": [[...], ...], "margin": [[...], ...], "top1_f32_kv": [[...], ...], "version": "..."} on stdout.
-usage: llamacpp_interop.py quantize SRC_GGUF DST_GGUF q8_0|q4_0
+usage: llamacpp_interop.py quantize SRC_GGUF DST_GGUF q8_0|q4_0|q4_k_m|q4_k_s
   llama.cpp's own quantizer (llama_model_quantize, re-quantizing allowed, default tensor-type rules) writes DST;
   the tensor types it chose are printed: {"types": {"Q4_0": 210, ...}, "token_embd": "Q8_0"}.
+usage: llamacpp_interop.py dequantize GGUF OUT_DIR NAME...
+  gguf-py's `gguf.quants.dequantize` of each named tensor (rows in Hugging Face order: attn_q/attn_k un-permuted as
+  transformers' GGUF loader does), written as raw little-endian float32 to OUT_DIR/NAME.f32; prints
+  {"types": {NAME: "Q4_K", ...}, "shapes": {NAME: [rows, cols]}}.
 """
 import ctypes
 import json
@@ -73,7 +77,8 @@ def top1(gguf, ids_path):
 
 
 def quantize(src, dst, kind):
-    ftypes = {"q8_0": llama_c.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_0": llama_c.LLAMA_FTYPE_MOSTLY_Q4_0}
+    ftypes = {"q8_0": llama_c.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_0": llama_c.LLAMA_FTYPE_MOSTLY_Q4_0,
+              "q4_k_m": llama_c.LLAMA_FTYPE_MOSTLY_Q4_K_M, "q4_k_s": llama_c.LLAMA_FTYPE_MOSTLY_Q4_K_S}
     params = llama_c.llama_model_quantize_default_params()
     params.ftype = ftypes[kind]
     params.allow_requantize = True
@@ -91,10 +96,35 @@ def quantize(src, dst, kind):
     return {"types": types, "token_embd": embd}
 
 
+def dequantize(path, out_dir, names):
+    import os
+
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    heads = int(reader.fields["llama.attention.head_count"].parts[-1][0])
+    kv_heads = int(reader.fields["llama.attention.head_count_kv"].parts[-1][0])
+    tensors = {t.name: t for t in reader.tensors}
+    types, shapes = {}, {}
+    for name in names:
+        t = tensors[name]
+        w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w = w.reshape(int(t.shape[1]), int(t.shape[0]))
+        for kind, n in (("attn_q.", heads), ("attn_k.", kv_heads)):
+            if kind in name:  # transformers' reverse_permute
+                w = w.reshape(n, w.shape[0] // n // 2, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
+        np.ascontiguousarray(w).astype("<f4").tofile(os.path.join(out_dir, name + ".f32"))
+        types[name] = t.tensor_type.name
+        shapes[name] = list(w.shape)
+    return {"types": types, "shapes": shapes}
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "top1":
         print(json.dumps(top1(sys.argv[2], sys.argv[3]) | {"version": llama_cpp.__version__}))
     elif sys.argv[1] == "quantize":
         print(json.dumps(quantize(sys.argv[2], sys.argv[3], sys.argv[4])))
+    elif sys.argv[1] == "dequantize":
+        print(json.dumps(dequantize(sys.argv[2], sys.argv[3], sys.argv[4:])))
     else:
         sys.exit("unknown command " + sys.argv[1])

@@ -164,6 +164,28 @@ void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t ro
                   const float *xd, float *y);
 void ck_q4_matvec_on(int path, const uint8_t *wq, const float *wd, const float *wm, size_t rows, size_t k,
                      const int8_t *xq, const float *xd, float *y);
+/* GGUF Q5_0's quantization (d = v/-16 for the v of largest magnitude, code = min(31, trunc(x/d + 16.5))), each
+   code stored as the int8 (code - 16) in Q8_0 layout (q int8 [n], d float [n/32]): Q5_0's values, run by the Q8_0
+   kernels. The engine's fallback where a row is not a multiple of 256 for Q4_K, as llama.cpp falls back to Q5_0. */
+void ck_q5_0_quantize(const float *x, size_t n, int8_t *q, float *d);
+/* Q4_K (ours, split for vector loads): a rows x k matrix, k a multiple of 256 (super-blocks of 8 sub-blocks of 32):
+     qs uint8 [rows][k/2]        sub-block j's 16 bytes as Q4_0's (element i low nibble, element i+16 high nibble),
+     sm uint8 [rows][k/256][16]  the 6-bit scales sc[0..7], then the 6-bit offsets m[0..7] (unpacked),
+     dm float [rows][k/256][2]   d, dmin (f16 values, as GGUF stores them);
+   element = (d·sc_j)·nibble − dmin·m_j, the f32 products rounded as ggml's and gguf-py's dequantization round them.
+   ck_q4k_quantize: our quantizer (per sub-block: min/max fit of scale and offset with offset >= 0, refined by up
+   to 4 least-squares refits of (scale, offset) given the codes; then d = max scale/63 and dmin = max offset/63
+   rounded to f16, 6-bit sc and m rounded to nearest, codes chosen against the stored d·sc and dmin·m).
+   ck_q4k_from_ggml: nblocks GGUF Q4_K blocks (144 bytes: f16 d, f16 dmin, 12 bytes of packed 6-bit scales/mins,
+   128 bytes of nibbles, element 64i + 32s + l = nibble s of byte 32i + l) into this layout, values unchanged.
+   ck_q4k_matvec: y = W·x on Q8_0 activations; per row the sub-blocks' d·sc and −dmin·m are expanded and the row
+   runs the Q4_1 kernel of the path (so the integer dots are exact and paths differ in f32 summation order only). */
+void ck_q4k_quantize(const float *x, size_t n, uint8_t *qs, uint8_t *sm, float *dm);
+void ck_q4k_from_ggml(const uint8_t *blocks, size_t nblocks, uint8_t *qs, uint8_t *sm, float *dm);
+void ck_q4k_matvec(const uint8_t *qs, const uint8_t *sm, const float *dm, size_t rows, size_t k, const int8_t *xq,
+                   const float *xd, float *y);
+void ck_q4k_matvec_on(int path, const uint8_t *qs, const uint8_t *sm, const float *dm, size_t rows, size_t k,
+                      const int8_t *xq, const float *xd, float *y);
 
 /* ---- bf16 matrix products, f32 accumulation (gemm_bf16.c) ----
    C[m × n] (+)= A[m × k] · Wᵀ with W a PyTorch Linear weight [n × k] (row-major) packed by ck_bf16_pack into panels
