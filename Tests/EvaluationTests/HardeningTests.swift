@@ -298,7 +298,7 @@ struct HardeningTests {
             Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"refused\"}")))
         }
         try await withServer(router) { url in
-            let r = try TestSupport.longctx(["eval", "passkey", "--endpoint", url, "--tokenizer", dir + "/tok", "--served-model", "m",
+            let r = try await TestSupport.longctxOffPool(["eval", "passkey", "--endpoint", url, "--tokenizer", dir + "/tok", "--served-model", "m",
                                              "--lengths", "256", "--depths", "50", "--samples", "2", "--retries", "0", "--out", dir + "/out"])
             #expect(r.status != 0, "\(r.stdout)")
             #expect(r.stderr.contains("every sample failed (2)"), "\(r.stderr)")

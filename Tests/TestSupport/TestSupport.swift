@@ -68,6 +68,16 @@ public enum TestSupport {
         try run(longctxPath, arguments)
     }
 
+    /// Runs `longctx` on a thread of its own, for async tests whose child talks to a server hosted in the test
+    /// process: waiting for the child on one of the few cooperative threads (two on a 2-core machine) can starve that
+    /// server while other tests hold the rest of the pool.
+    @discardableResult
+    public static func longctxOffPool(_ arguments: [String]) async throws -> ProcessResult {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try run(longctxPath, arguments) }) }.start()
+        }
+    }
+
     // MARK: Python interop
 
     /// True when interop tests must run (CI sets `LONGCTX_INTEROP=1`): a missing Python module is then a failure.
