@@ -30,12 +30,18 @@ void ck_q8_quantize(const float *x, size_t n, int8_t *q, float *d) {
     }
 }
 
+/* The first of the 32 values with the largest magnitude, sign kept (GGUF Q4_0's and Q5_0's scale: d = v / -8, -16). */
+static float largest_magnitude(const float *xb) {
+    float amax = 0, mx = 0;
+    for (int i = 0; i < 32; i++) if (fabsf(xb[i]) > amax) { amax = fabsf(xb[i]); mx = xb[i]; }
+    return mx;
+}
+
 void ck_q4_quantize(const float *x, size_t n, uint8_t *q, float *d) {
     for (size_t b = 0; b < n / 32; b++) {
         const float *xb = x + b * 32;
         /* GGUF Q4_0's rule: the value of largest magnitude maps to -8, d = max / -8. */
-        float amax = 0, mx = 0;
-        for (int i = 0; i < 32; i++) if (fabsf(xb[i]) > amax) { amax = fabsf(xb[i]); mx = xb[i]; }
+        float mx = largest_magnitude(xb);
         float db = mx / -8.0f, inv = db != 0 ? 1.0f / db : 0.0f;
         d[b] = round_to_f16(db);
         for (int i = 0; i < 16; i++) {
@@ -336,8 +342,7 @@ void ck_q4_matvec(const uint8_t *wq, const float *wd, const float *wm, size_t ro
 void ck_q5_0_quantize(const float *x, size_t n, int8_t *q, float *d) {
     for (size_t b = 0; b < n / 32; b++) {
         const float *xb = x + b * 32;
-        float amax = 0, mx = 0;
-        for (int i = 0; i < 32; i++) if (fabsf(xb[i]) > amax) { amax = fabsf(xb[i]); mx = xb[i]; }
+        float mx = largest_magnitude(xb);
         float db = mx / -16.0f, inv = db != 0 ? 1.0f / db : 0.0f;
         d[b] = round_to_f16(db);
         for (int i = 0; i < 32; i++) {
