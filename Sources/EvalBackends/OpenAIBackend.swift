@@ -33,21 +33,24 @@ public struct OpenAIBackend: CompletionBackend {
 
     /// `url` may be the server root or end in `/v1`.
     public init(url: String, model: String, apiKey: String?, options: Options = Options()) {
-        var u = url
-        while u.hasSuffix("/") { u.removeLast() }
-        if u.hasSuffix("/v1") { u.removeLast(3) }
-        baseURL = u
+        baseURL = Self.serverRoot(url)
         self.model = model
         self.apiKey = apiKey
         self.options = options
         limiter = ConcurrencyLimiter(max(options.concurrency, 1))
     }
 
-    /// The first model id listed by `GET /v1/models`.
-    public static func firstModel(url: String, apiKey: String?, timeoutSeconds: Double = 30) async throws -> String {
+    /// The server root of `url`: trailing slashes and a final `/v1` removed.
+    static func serverRoot(_ url: String) -> String {
         var u = url
         while u.hasSuffix("/") { u.removeLast() }
         if u.hasSuffix("/v1") { u.removeLast(3) }
+        return u
+    }
+
+    /// The first model id listed by `GET /v1/models`.
+    public static func firstModel(url: String, apiKey: String?, timeoutSeconds: Double = 30) async throws -> String {
+        let u = serverRoot(url)
         let exchange: HTTPExchange
         do {
             exchange = try await HTTPExchange.send(u + "/v1/models", apiKey: apiKey, timeoutSeconds: timeoutSeconds)

@@ -257,8 +257,7 @@ extension RankCapacity {
         let runtime = Double(ProcessMemory.residentBytes())
         let d = c.hiddenSize, cols = min(c.intermediateSize, 8192)
         var rng = SeededRandom(seed: 1)
-        func buffer(_ count: Int) -> [Float] { (0..<count).map { _ in Float(rng.uniform() - 0.5) } }
-        let x = buffer(rows * d), w = buffer(d * cols)
+        let x = randomBuffer(rows * d, &rng), w = randomBuffer(d * cols, &rng)
         var y = [Float](repeating: 0, count: rows * cols)
         let savedThreads = BLAS.threads
         BLAS.threads = 1
@@ -287,6 +286,11 @@ extension RankCapacity {
     /// longer blocks take its rates.
     public static let longestMeasuredKeys = 131_072
 
+    /// `count` values uniform in [−0.5, 0.5) for the measurement's operands.
+    static func randomBuffer(_ count: Int, _ rng: inout SeededRandom) -> [Float] {
+        (0..<count).map { _ in Float(rng.uniform() - 0.5) }
+    }
+
     /// One untimed run (first touch of the buffers, the vector units' frequency step), then the median of as many
     /// runs as fit in one second (at least three). A single short run caught by another process's time slice made
     /// the 128K estimate 2.4× the measured step; the fastest of many runs, on the other hand, swung by ±30 % between
@@ -308,9 +312,8 @@ extension RankCapacity {
                               rng: inout SeededRandom) -> AttentionRate {
         let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, slidingWindow: nil)
         let q = c.heads * c.headDim, kvw = c.kvHeads * c.headDim
-        func buffer(_ count: Int) -> [Float] { (0..<count).map { _ in Float(rng.uniform() - 0.5) } }
-        let query = buffer(queries * q), keyBlock = buffer(kvw * keys), valueBlock = buffer(kvw * keys)
-        let dOut = buffer(queries * q)
+        let query = randomBuffer(queries * q, &rng), keyBlock = randomBuffer(kvw * keys, &rng)
+        let valueBlock = randomBuffer(kvw * keys, &rng), dOut = randomBuffer(queries * q, &rng)
         var out = [Float](repeating: 0, count: queries * q), lse = [Float](repeating: 0, count: queries * c.heads)
         var dq = out, dk = keyBlock, dv = valueBlock
         // Queries placed after the block when it is not causal, so that every key is visible.
