@@ -6,6 +6,7 @@ time. Diagnosis only: the shipped base and extension are trained by `longctx tra
   scripts/demo_torch.py base --out DIR [--layout reset|offset|pack] ...   train a base from scratch
   scripts/demo_torch.py extend --model DIR --corpus JSONL [--rope keep|theta|yarn] ...   progressive stages
   scripts/demo_torch.py score --model DIR [--yarn 8]                        the grid (lengths 256…2K)
+  scripts/demo_torch.py probe --model DIR [--lengths 256,2048]              where each answer digit comes from
 
 Prompts are built exactly as `Passkey.spec` (Sources/Evaluation/Probes.swift) builds them: filler units fitted to
 the length in tokens, depth = filler fraction before the key line, keys of 5 distinct digits. Prints the CPU and
@@ -222,6 +223,38 @@ def score(model, text, lengths, prompts, seed, depths=5):
     return res
 
 
+@torch.no_grad()
+def probe(model, text, lengths, prompts, seed):
+    """Teacher-forced accuracy of each answer digit per length and depth, and the attention mass that each layer's
+    most attentive head puts on the key line from the position predicting that digit: shows which layer retrieves
+    the key and whether it still does beyond the trained length."""
+    model.eval()
+    layers = model.config.num_hidden_layers
+    for length in lengths:
+        units = text.units_for(length)
+        rng = random.Random(f"{seed}-probe-{length}")
+        for depth in (0, 25, 50, 75, 100):
+            hits = [0] * 5
+            mass = [[0.0] * layers for _ in range(5)]
+            for _ in range(prompts):
+                k = distinct_key(rng)
+                ids = text.ids(prompt(units, depth, k))
+                answer = text.ids(str(k))  # "▁" then the five digits
+                line = text.ids(key_line(k))
+                start = next(j for j in range(len(ids)) if ids[j:j + len(line)] == line)
+                out = model(torch.tensor([ids + answer]), output_attentions=True)
+                for d in range(5):
+                    pos = len(ids) + d  # predicts answer[d + 1]
+                    hits[d] += int(out.logits[0, pos].argmax().item() == answer[d + 1])
+                    for layer in range(layers):
+                        att = out.attentions[layer][0, :, pos, start:start + len(line)].sum(-1).max().item()
+                        mass[d][layer] += att / prompts
+            cells = " ".join(f"{h}/{prompts}" for h in hits)
+            masses = " ".join("/".join(f"{m:.2f}" for m in row) for row in mass)
+            print(f"{length} depth {depth:3d}%: digits right {cells}; key-line mass per layer {masses}", flush=True)
+    model.train()
+
+
 def header():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"# cpu: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; load {os.getloadavg()}",
@@ -234,7 +267,7 @@ def fmt(res):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=["base", "extend", "score"])
+    ap.add_argument("cmd", choices=["base", "extend", "score", "probe"])
     ap.add_argument("--model", help="model directory (extend, score; base: its config and tokenizer)")
     ap.add_argument("--out")
     ap.add_argument("--corpus", help="the demo's JSONL records (else synthesised)")
@@ -292,6 +325,10 @@ def main():
         print("yarn x8:", fmt(score(model, text, lengths, a.prompts, a.seed)), flush=True)
         return
     model = LlamaForCausalLM.from_pretrained(a.model, attn_implementation="eager", torch_dtype=torch.float32)
+    if a.cmd == "probe":
+        model.config._attn_implementation = "eager"
+        probe(model, text, lengths, a.prompts, a.seed)
+        return
     if a.cmd == "score":
         if a.theta:
             set_rope(model, theta=a.theta)
