@@ -11,7 +11,7 @@
      kblk[(t·DC + c)·512 + 32·p + 2·key + e] = K̄[64b + 16t + key][32c + 2p + e]          (DC = hd/32)
    then V̄ as B operands of O = P̄·V̄, for key chunk kc (32 keys), channel tile ct (16 channels)
      vblk[(kc·CT + ct)·512 + 32·p + 2·ch + e] = V̄[64b + 32kc + 2p + e][16ct + ch]          (CT = hd/16)
-   keys past the count are zero. Tiles: 0–3 f32 accumulators, 4 the A operand (Q̄ or P̄), 5 the B operand. */
+   keys past the count are zero. Tiles: 0–3 f32 accumulators, 4–5 A operands (Q̄ or P̄), 6–7 B operands. */
 #include "CKernels.h"
 #include "cpu.h"
 #include <math.h>
@@ -95,7 +95,22 @@ AMXA static inline __m512 exp2_nonpos(__m512 t) {
     return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
 }
 
-/* S (16 × 64 f32, row stride 64) = Q̄ tile (16 rows × hd, row stride hd) · K̄ block ᵀ. */
+/* Four products into accumulators 0–3 sharing the A tile `ta`, B tiles alternating between 6 and 7 (tiles are not
+   renamed: a load into the tile the previous product reads would wait for it). */
+#define FOUR(ta, b0, b1, b2, b3, ldb)                                                                               \
+    do {                                                                                                           \
+        _tile_loadd(6, b0, ldb);                                                                                   \
+        _tile_dpbf16ps(0, ta, 6);                                                                                  \
+        _tile_loadd(7, b1, ldb);                                                                                   \
+        _tile_dpbf16ps(1, ta, 7);                                                                                  \
+        _tile_loadd(6, b2, ldb);                                                                                   \
+        _tile_dpbf16ps(2, ta, 6);                                                                                  \
+        _tile_loadd(7, b3, ldb);                                                                                   \
+        _tile_dpbf16ps(3, ta, 7);                                                                                  \
+    } while (0)
+
+/* S (16 × 64 f32, row stride 64) = Q̄ tile (16 rows × hd, row stride hd) · K̄ block ᵀ; Q̄'s d chunks alternate
+   between A tiles 4 and 5. */
 AMXA static void scores(const uint16_t *q, size_t hd, const uint16_t *kblk, float *s) {
     size_t dc = hd / 32;
     _tile_zero(0);
@@ -103,15 +118,14 @@ AMXA static void scores(const uint16_t *q, size_t hd, const uint16_t *kblk, floa
     _tile_zero(2);
     _tile_zero(3);
     for (size_t c = 0; c < dc; c++) {
-        _tile_loadd(4, q + 32 * c, hd * 2);
-        _tile_loadd(5, kblk + (0 * dc + c) * 512, 64);
-        _tile_dpbf16ps(0, 4, 5);
-        _tile_loadd(5, kblk + (1 * dc + c) * 512, 64);
-        _tile_dpbf16ps(1, 4, 5);
-        _tile_loadd(5, kblk + (2 * dc + c) * 512, 64);
-        _tile_dpbf16ps(2, 4, 5);
-        _tile_loadd(5, kblk + (3 * dc + c) * 512, 64);
-        _tile_dpbf16ps(3, 4, 5);
+        const uint16_t *k = kblk + c * 512;
+        if (c % 2 == 0) {
+            _tile_loadd(4, q + 32 * c, hd * 2);
+            FOUR(4, k, k + dc * 512, k + 2 * dc * 512, k + 3 * dc * 512, 64);
+        } else {
+            _tile_loadd(5, q + 32 * c, hd * 2);
+            FOUR(5, k, k + dc * 512, k + 2 * dc * 512, k + 3 * dc * 512, 64);
+        }
     }
     _tile_stored(0, s, KB * 4);
     _tile_stored(1, s + 16, KB * 4);
@@ -120,34 +134,33 @@ AMXA static void scores(const uint16_t *q, size_t hd, const uint16_t *kblk, floa
 }
 
 /* ob (16 × hd f32, row stride hd) = P̄ (16 × 64 bf16, row stride 64) · V̄ block, channel tiles in groups of 4
-   (then 2: hd is a multiple of 32). */
+   (then 2: hd is a multiple of 32); P̄'s two key chunks in A tiles 4 and 5. */
 AMXA static void values(const uint16_t *p, const uint16_t *vblk, size_t hd, float *ob) {
     size_t ct = hd / 16;
     for (size_t g = 0; g < ct; g += 4) {
-        int four = g + 4 <= ct;
+        const uint16_t *v0 = vblk + g * 512, *v1 = vblk + (ct + g) * 512;
         _tile_zero(0);
         _tile_zero(1);
-        if (four) {
+        _tile_loadd(4, p, KB * 2);
+        _tile_loadd(5, p + 32, KB * 2);
+        if (g + 4 <= ct) {
             _tile_zero(2);
             _tile_zero(3);
-        }
-        for (size_t kc = 0; kc < KB / 32; kc++) {
-            const uint16_t *v = vblk + (kc * ct + g) * 512;
-            _tile_loadd(4, p + 32 * kc, KB * 2);
-            _tile_loadd(5, v, 64);
-            _tile_dpbf16ps(0, 4, 5);
-            _tile_loadd(5, v + 512, 64);
-            _tile_dpbf16ps(1, 4, 5);
-            if (four) {
-                _tile_loadd(5, v + 1024, 64);
-                _tile_dpbf16ps(2, 4, 5);
-                _tile_loadd(5, v + 1536, 64);
-                _tile_dpbf16ps(3, 4, 5);
-            }
+            FOUR(4, v0, v0 + 512, v0 + 1024, v0 + 1536, 64);
+            FOUR(5, v1, v1 + 512, v1 + 1024, v1 + 1536, 64);
+        } else {
+            _tile_loadd(6, v0, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(7, v0 + 512, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_loadd(6, v1, 64);
+            _tile_dpbf16ps(0, 5, 6);
+            _tile_loadd(7, v1 + 512, 64);
+            _tile_dpbf16ps(1, 5, 7);
         }
         _tile_stored(0, ob + 16 * g, hd * 4);
         _tile_stored(1, ob + 16 * (g + 1), hd * 4);
-        if (four) {
+        if (g + 4 <= ct) {
             _tile_stored(2, ob + 16 * (g + 2), hd * 4);
             _tile_stored(3, ob + 16 * (g + 3), hd * 4);
         }
@@ -179,7 +192,7 @@ AMXA static float softmax_row(const float *s, uint16_t *p, int32_t kb0, int32_t 
     }
     float bmax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(v[0], v[1]), _mm512_max_ps(v[2], v[3]))) * c;
     float mold = *m, mnew = bmax > mold ? bmax : mold;
-    float corr = mold == -INFINITY ? 0.0f : exp2f(mold - mnew);
+    float corr = mold == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp2_nonpos(_mm512_set1_ps(mold - mnew)));
     __m512 vm = _mm512_set1_ps(mnew), vc = _mm512_set1_ps(c);
     for (int i = 0; i < 4; i++) v[i] = _mm512_maskz_mov_ps(mk[i], exp2_nonpos(_mm512_fmsub_ps(v[i], vc, vm)));
     __m512 sum = _mm512_add_ps(_mm512_add_ps(v[0], v[1]), _mm512_add_ps(v[2], v[3]));
@@ -250,7 +263,7 @@ AMXA static void attention_amx(const float *q, size_t q_stride, size_t queries, 
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    for (int t = 0; t < 6; t++) {
+    for (int t = 0; t < 8; t++) {
         cfg.colsb[t] = 64;
         cfg.rows[t] = 16;
     }
