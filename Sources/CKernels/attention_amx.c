@@ -14,6 +14,7 @@
    keys past the count are zero. Tiles: 0–3 f32 accumulators, 4–5 A operands (Q̄ or P̄), 6–7 B operands. */
 #include "CKernels.h"
 #include "cpu.h"
+#include "tile.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -71,28 +72,6 @@ void ck_attention_amx_pack(const float *k, const float *v, size_t keys, size_t h
 size_t ck_attention_amx_scratch(size_t rows, size_t hd) {
     size_t rp = (rows + 15) / 16 * 16;
     return rp * hd * 2 + 16 * KB * 4 + 16 * KB * 2 + 2 * 16 * hd * 4 + 16 * 16 * 4 + 4 * 16 * 4 + 128;
-}
-
-typedef struct __attribute__((packed, aligned(64))) {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
-/* 2^t for t <= 0 (Cephes exp2f polynomial, relative error < 2e-7; t clamped at -125). */
-AMXA static inline __m512 exp2_nonpos(__m512 t) {
-    t = _mm512_max_ps(t, _mm512_set1_ps(-125.0f));
-    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    __m512i e = _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23);
-    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
 }
 
 /* Four products into accumulators 0–3 sharing the A tile `ta`, B tiles alternating between 6 and 7 (tiles are not
@@ -192,9 +171,9 @@ AMXA static float softmax_row(const float *s, uint16_t *p, int32_t kb0, int32_t 
     }
     float bmax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(v[0], v[1]), _mm512_max_ps(v[2], v[3]))) * c;
     float mold = *m, mnew = bmax > mold ? bmax : mold;
-    float corr = mold == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp2_nonpos(_mm512_set1_ps(mold - mnew)));
+    float corr = mold == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp2_nonpos512(_mm512_set1_ps(mold - mnew)));
     __m512 vm = _mm512_set1_ps(mnew), vc = _mm512_set1_ps(c);
-    for (int i = 0; i < 4; i++) v[i] = _mm512_maskz_mov_ps(mk[i], exp2_nonpos(_mm512_fmsub_ps(v[i], vc, vm)));
+    for (int i = 0; i < 4; i++) v[i] = _mm512_maskz_mov_ps(mk[i], exp2_nonpos512(_mm512_fmsub_ps(v[i], vc, vm)));
     __m512 sum = _mm512_add_ps(_mm512_add_ps(v[0], v[1]), _mm512_add_ps(v[2], v[3]));
     *l = _mm512_fmadd_ps(*l, _mm512_set1_ps(corr), sum);
     *m = mnew;
@@ -260,14 +239,7 @@ AMXA static void attention_amx(const float *q, size_t q_stride, size_t queries, 
     for (size_t i = 0; i < queries; i++)
         for (size_t j = 0; j < group; j++) ck_f32_to_bf16(q + i * q_stride + j * hd, qbar + (i * group + j) * hd, hd);
     memset(qbar + rows * hd, 0, (rp - rows) * hd * sizeof(uint16_t));
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
+    ck_amx_config_16x64();
     float c = scale * LOG2E;
     for (size_t r0 = 0; r0 < rows; r0 += 16)
         row_tile(qbar, r0, rows - r0 < 16 ? rows - r0 : 16, group, hd, c, packed, first_block, key_lo, key_hi, out,
