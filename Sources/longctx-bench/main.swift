@@ -308,7 +308,7 @@ func environment(_ name: String, _ fallback: Int) -> Int {
 func attention(_ n: Int, mode: String, keyBlock: Int?) {
     let fused = mode != "blas", compute: ComputePrecision = mode == "amx" ? .bf16 : .f32
     if mode == "amx" && !ComputePrecision.amxAttention(headDim: 64) {
-        print("{\"bench\":\"attention\",\"n\":\(n),\"mode\":\"amx\",\"skipped\":\"AMX attention not available here\",\(kernelJSON)}")
+        print("{\"bench\":\"attention\",\"n\":\(n),\"mode\":\"amx\",\"skipped\":\"AMX attention off here (no AMX-BF16, LONGCTX_AMX=0, or not the AVX-512 path)\",\(kernelJSON)}")
         return
     }
     let shape = AttentionShape(heads: 9, kvHeads: 3, headDim: 64)
