@@ -43,5 +43,8 @@ void ck_amx_pack_b(const ck_sgemm_job *j, size_t q0, size_t q1);
 /* Tile configuration for ck_amx_tile on the calling thread, and its release. */
 void ck_amx_begin(void);
 void ck_amx_end(void);
+/* Loads tile configuration palette 1 with all eight tiles 16 rows × 64 bytes on the calling thread (gemm_bf16.c; the
+   bf16 GEMM and attention_amx.c); release with _tile_release. */
+void ck_amx_config_16x64(void);
 void ck_amx_tile(size_t chunks, const uint16_t *ap, const uint16_t *bp, float *c, size_t ldc, size_t rows,
                  size_t cols, int load_c);

@@ -133,6 +133,17 @@ typedef struct __attribute__((packed, aligned(64))) {
     uint8_t rows[16];
 } amx_config;
 
+AMX void ck_amx_config_16x64(void) {
+    amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
+
 /* Adds (or stores) the valid part of a 32 × 32 f32 block (row stride 32) into C. */
 AMX static void amx_flush(const float *blk, size_t rows, size_t cols, float *c, size_t ldc, int accumulate) {
     for (size_t q = 0; q < 2 && 16 * q < cols; q++) {
@@ -210,14 +221,7 @@ AMX static int gemm_amx(const uint16_t *a, size_t lda, size_t m, size_t k, const
     uint16_t *abuf = aligned_alloc(64, AMX_MB * kpad * sizeof(uint16_t));
     if (!abuf) return -1;
     float blk[32 * 32] __attribute__((aligned(64)));
-    amx_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
+    ck_amx_config_16x64();
     for (size_t r0 = 0; r0 < m; r0 += AMX_MB) {
         size_t rows = m - r0 < AMX_MB ? m - r0 : AMX_MB;
         amx_pack_a(a, lda, r0, rows, k, kb, abuf);

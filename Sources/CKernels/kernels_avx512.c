@@ -3,6 +3,7 @@
    the order of summations. Dispatched from attention.c when cpu.c finds AVX-512. */
 #include "CKernels.h"
 #include "cpu.h"
+#include "tile.h"
 #include <math.h>
 #include <immintrin.h>
 
@@ -134,22 +135,6 @@ AVX512 void ck512_rope_row(float *v, size_t heads, size_t hd, const float *c, co
 }
 
 /* ---- fused attention tile steps (layout and packing: attention.c) ---- */
-
-/* 2^t for t <= 0, Cephes exp2f polynomial (as attention.c's exp2_nonpos). */
-AVX512 static inline __m512 exp2_nonpos512(__m512 t) {
-    t = _mm512_max_ps(t, _mm512_set1_ps(-125.0f));
-    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    __m512i e = _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23);
-    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
-}
 
 /* ST[j][c ..< c+16·NQ] for the 6 keys of one packed panel kp[d][6], NQ in {1, 2} vectors of query rows. */
 AVX512 __attribute__((always_inline))

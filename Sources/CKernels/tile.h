@@ -29,6 +29,23 @@ static inline __m256 exp2_nonpos(__m256 t) {
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
 }
 
+/* The same on 16 lanes (AVX-512; the fused tile's AVX-512 steps and the bf16 AMX attention). */
+__attribute__((target("avx512f")))
+static inline __m512 exp2_nonpos512(__m512 t) {
+    t = _mm512_max_ps(t, _mm512_set1_ps(-125.0f));
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23);
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
+}
+
 /* Whether keys 0 ..< nb are all visible to columns c ..< c+8, i.e. lo[c+i] <= 0 and hi[c+i] >= nb for each
    (block-relative bounds of the keys a column may use). */
 __attribute__((target("avx2,fma")))

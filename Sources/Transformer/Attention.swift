@@ -81,12 +81,22 @@ public enum BlockwiseAttention {
     /// - `fused`: use the fused register-tiled kernel (`ck_attention_tile`, on ``KernelPath/active``) where the
     ///   CPU has AVX2+FMA or AVX-512 and `headDim` is a multiple of 8; otherwise, or when `false`, each block runs as two BLAS GEMMs around
     ///   `ck_softmax_block`. Both compute the same function to f32 rounding.
+    /// - `compute`: `.bf16` runs calls of ≥ 16 queries on AMX tiles where ``ComputePrecision/amxAttention(headDim:)``
+    ///   (Q, K, V and the probabilities rounded to bf16, f32 accumulation: ``amxAttend(shape:query:queryStride:count:firstPosition:kv:causal:documentStart:output:outputStride:logSumExp:workers:queryBlock:)``);
+    ///   otherwise, and always for `.f32`, the f32 paths above (`fused`, `keyBlock` then apply).
     public static func attend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int,
                               count: Int, firstPosition: Int, kv: KeyValueView, causal: Bool = true,
                               documentStart: UnsafePointer<Int32>? = nil,
                               output: UnsafeMutablePointer<Float>, outputStride: Int,
                               logSumExp: UnsafeMutablePointer<Float>? = nil, workers: Int = 2,
-                              queryBlock: Int = defaultQueryBlock, keyBlock: Int? = nil, fused: Bool = true) {
+                              queryBlock: Int = defaultQueryBlock, keyBlock: Int? = nil, fused: Bool = true,
+                              compute: ComputePrecision = .f32) {
+        if compute == .bf16 && count >= 16 && ComputePrecision.amxAttention(headDim: shape.headDim) {
+            amxAttend(shape: shape, query: query, queryStride: queryStride, count: count, firstPosition: firstPosition,
+                      kv: kv, causal: causal, documentStart: documentStart, output: output, outputStride: outputStride,
+                      logSumExp: logSumExp, workers: workers, queryBlock: queryBlock)
+            return
+        }
         attend(shape: shape, query: query, queryStride: queryStride, count: count, firstPosition: firstPosition,
                kv: kv, causal: causal, documentStart: documentStart, output: output, outputStride: outputStride,
                logSumExp: logSumExp, workers: workers, queryBlock: queryBlock, keyBlock: keyBlock,
@@ -261,16 +271,12 @@ public enum BlockwiseAttention {
         logSumExp?.update(from: lses, count: rows)
     }
 
-    /// The fused path: per key/value head, its visible keys/values are packed once (`ck_attention_pack`, split
-    /// across the workers), then the workers run `ck_attention_tile` on the head's query tiles, latest first.
-    private static func fusedAttend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
-                                    firstPosition: Int, kv: KeyValueView, causal: Bool,
-                                    documentStart: UnsafePointer<Int32>?,
-                                    output: UnsafeMutablePointer<Float>, outputStride: Int,
-                                    logSumExp: UnsafeMutablePointer<Float>?, workers: Int, queryBlock qb: Int,
-                                    keyBlock kb: Int, kernel: KernelPath) {
-        let g = shape.groupSize, hd = shape.headDim
-        // Visible keys of each query, in key indices.
+    /// The keys each of `count` queries (at `firstPosition …`) may see, in key indices of `kv`: `lo[i] ..< hi[i]`
+    /// (causal limit, sliding window, document start; empty ranges have `lo == hi`), and the union's bounds
+    /// `kmin ..< kmax` (`kmin == .max` when no query sees a key).
+    private static func visibleKeys(shape: AttentionShape, count: Int, firstPosition: Int, kv: KeyValueView,
+                                    causal: Bool, documentStart: UnsafePointer<Int32>?)
+        -> (lo: [Int32], hi: [Int32], kmin: Int, kmax: Int) {
         var lo = [Int32](repeating: 0, count: count), hi = [Int32](repeating: 0, count: count)
         var kmin = Int.max, kmax = 0
         for i in 0..<count {
@@ -286,6 +292,66 @@ public enum BlockwiseAttention {
             hi[i] = Int32(clamping: end)
             if end > begin { kmin = min(kmin, begin); kmax = max(kmax, end) }
         }
+        return (lo, hi, kmin, kmax)
+    }
+
+    /// The bf16 AMX path (``ComputePrecision/bf16`` prefill, `ck_attention_amx_tile`): per key/value head, its
+    /// visible keys/values are rounded to bf16 and packed once as AMX B operands (`ck_attention_amx_pack`, blocks of
+    /// 64 keys, split across the workers), then the workers run the kernel on the head's tiles of `queryBlock`
+    /// queries, latest first (worker `w` takes tiles `T−1−w, T−1−w−W, …`).
+    static func amxAttend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
+                          firstPosition: Int, kv: KeyValueView, causal: Bool = true,
+                          documentStart: UnsafePointer<Int32>? = nil, output: UnsafeMutablePointer<Float>,
+                          outputStride: Int, logSumExp: UnsafeMutablePointer<Float>? = nil, workers: Int = 2,
+                          queryBlock qb: Int = defaultQueryBlock) {
+        let g = shape.groupSize, hd = shape.headDim, kb = Int(CK_ATTENTION_AMX_KEY_BLOCK), workers = max(1, workers)
+        let (lo, hi, kmin, kmax) = visibleKeys(shape: shape, count: count, firstPosition: firstPosition, kv: kv,
+                                               causal: causal, documentStart: documentStart)
+        let b0 = kmin == .max ? 0 : kmin / kb, b1 = kmin == .max ? 0 : (kmax + kb - 1) / kb
+        let blockCount = ck_attention_amx_packed_count(1, hd)
+        let packed = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, (b1 - b0) * blockCount))
+        defer { packed.deallocate() }
+        let qb = max(1, qb), tiles = (count + qb - 1) / qb
+        nonisolated(unsafe) let q = query, out = output, lse = logSumExp, pk = packed
+        let ranges = (lo, hi)
+        for kvh in 0..<shape.kvHeads {
+            nonisolated(unsafe) let kp = kv.keys + kvh * kv.stride * hd, vp = kv.values + kvh * kv.stride * hd
+            let blocks = b1 - b0, parts = min(workers, max(1, blocks)), keyCount = kmax
+            DispatchQueue.concurrentPerform(iterations: parts) { w in
+                let a = b0 + blocks * w / parts, b = b0 + blocks * (w + 1) / parts
+                if b > a { ck_attention_amx_pack(kp, vp, keyCount, hd, a, b, pk + (a - b0) * blockCount) }
+            }
+            DispatchQueue.concurrentPerform(iterations: min(workers, tiles)) { w in
+                let scratch = UnsafeMutableRawPointer.allocate(byteCount: ck_attention_amx_scratch(qb * g, hd),
+                                                               alignment: 64)
+                defer { scratch.deallocate() }
+                ranges.0.withUnsafeBufferPointer { lo in ranges.1.withUnsafeBufferPointer { hi in
+                    var t = tiles - 1 - w
+                    while t >= 0 {
+                        let t0 = t * qb, tn = min(qb, count - t0), head0 = kvh * g
+                        let rc = ck_attention_amx_tile(q + t0 * queryStride + head0 * hd, queryStride, tn, g, hd,
+                                                       shape.scale, pk, b0, lo.baseAddress! + t0, hi.baseAddress! + t0,
+                                                       out + t0 * outputStride + head0 * hd, outputStride,
+                                                       lse.map { $0 + t0 * shape.heads + head0 }, shape.heads, scratch)
+                        precondition(rc == 0, "ck_attention_amx_tile: AMX not usable for head dim \(hd)")
+                        t -= workers
+                    }
+                }}
+            }
+        }
+    }
+
+    /// The fused path: per key/value head, its visible keys/values are packed once (`ck_attention_pack`, split
+    /// across the workers), then the workers run `ck_attention_tile` on the head's query tiles, latest first.
+    private static func fusedAttend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
+                                    firstPosition: Int, kv: KeyValueView, causal: Bool,
+                                    documentStart: UnsafePointer<Int32>?,
+                                    output: UnsafeMutablePointer<Float>, outputStride: Int,
+                                    logSumExp: UnsafeMutablePointer<Float>?, workers: Int, queryBlock qb: Int,
+                                    keyBlock kb: Int, kernel: KernelPath) {
+        let g = shape.groupSize, hd = shape.headDim
+        let (lo, hi, kmin, kmax) = visibleKeys(shape: shape, count: count, firstPosition: firstPosition, kv: kv,
+                                               causal: causal, documentStart: documentStart)
         let b0 = kmin == .max ? 0 : kmin / kb, b1 = kmin == .max ? 0 : (kmax + kb - 1) / kb
         let blockFloats = ck_attention_packed_size(1, hd, kb)
         let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, (b1 - b0) * blockFloats))

@@ -10,18 +10,19 @@ public enum ComputePrecision: String, CaseIterable, Sendable {
     /// bf16 weights (as stored, or rounded to nearest even from f32/f16 at load) times activations rounded to bf16,
     /// accumulated in f32 — where the CPU has AVX-512 BF16 and the kernel path is AVX-512: products of ≥ 16 rows
     /// (prefill) on AMX tiles (`tdpbf16ps`) where the CPU has AMX-BF16 and Linux grants it, the rest on `vdpbf16ps`;
-    /// elsewhere the products run in f32 (``ComputePrecision/effectivePath``). Norms, RoPE, softmax and attention
+    /// elsewhere the products run in f32 (``ComputePrecision/effectivePath``). Prefill attention runs on AMX too
+    /// (Q·Kᵀ and P·V in bf16, f32 softmax and sums; ``amxAttention(headDim:)``); norms, RoPE and decoding attention
     /// stay f32.
     case bf16
 
     /// What the products actually run on in this process for this precision, e.g.
-    /// `"bf16 (amx_bf16 tdpbf16ps for prefill, avx512_bf16 vdpbf16ps, f32 accumulation)"`.
+    /// `"bf16 (amx_bf16 tdpbf16ps for prefill products and attention, avx512_bf16 vdpbf16ps, f32 accumulation)"`.
     public var effectivePath: String {
         switch self {
         case .f32: return "f32 (BLAS)"
         case .bf16:
             guard Self.bf16IsNative else { return "f32 (BLAS; bf16 requested but \(Self.bf16Missing))" }
-            let amx = Self.amxEnabled ? "amx_bf16 tdpbf16ps for prefill, " : ""
+            let amx = Self.amxEnabled ? "amx_bf16 tdpbf16ps for prefill products and attention, " : ""
             return "bf16 (\(amx)avx512_bf16 vdpbf16ps, f32 accumulation)"
         }
     }
@@ -35,6 +36,12 @@ public enum ComputePrecision: String, CaseIterable, Sendable {
     /// AMX runs here (`ck_gemm_amx_available`: AMX-TILE, AMX-BF16, the tile state granted) and the
     /// environment does not turn it off with `LONGCTX_AMX=0` (to compare with `vdpbf16ps`).
     static let amxEnabled = ck_gemm_amx_available() != 0 && ProcessInfo.processInfo.environment["LONGCTX_AMX"] != "0"
+
+    /// Whether ``BlockwiseAttention`` runs bf16-mode prefill attention on AMX tiles (`ck_attention_amx_tile`): bf16
+    /// products native here, ``amxEnabled``, and `headDim` a multiple of 32 (at most 256).
+    public static func amxAttention(headDim: Int) -> Bool {
+        bf16IsNative && amxEnabled && ck_attention_amx_available(headDim) != 0
+    }
 
     /// Below one 16-row tile, AMX would multiply mostly zero padding.
     static let amxMinimumRows = 16

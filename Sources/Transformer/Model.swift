@@ -153,7 +153,7 @@ public final class TransformerModel: @unchecked Sendable {
             guard m > 0 else { continue }
             BlockwiseAttention.attend(shape: shape, query: qkv + skip * fused, queryStride: fused, count: m,
                                       firstPosition: start + skip, kv: cache.view(layer: li, extra: n),
-                                      output: attn, outputStride: qw, workers: workers)
+                                      output: attn, outputStride: qw, workers: workers, compute: compute)
             let xr = x + skip * d
             linear(attn, rows: m, layer.output, bias: layer.outputBias, out: xr, ldc: d, accumulate: true)
             ck_rmsnorm(xr, layer.postAttentionNorm, h, m, d, c.rmsNormEps)

@@ -303,7 +303,14 @@ func environment(_ name: String, _ fallback: Int) -> Int {
     Int(ProcessInfo.processInfo.environment[name] ?? "") ?? fallback
 }
 
-func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
+/// One causal SmolLM2-shaped attention layer (9/3 heads of 64) over `n` positions in prefill chunks of 1024:
+/// `mode` "fused" (the f32 tile), "blas" (BLAS tiles) or "amx" (the bf16 AMX kernel of `--compute bf16`).
+func attention(_ n: Int, mode: String, keyBlock: Int?) {
+    let fused = mode != "blas", compute: ComputePrecision = mode == "amx" ? .bf16 : .f32
+    if mode == "amx" && !ComputePrecision.amxAttention(headDim: 64) {
+        print("{\"bench\":\"attention\",\"n\":\(n),\"mode\":\"amx\",\"skipped\":\"AMX attention off here (no AMX-BF16, LONGCTX_AMX=0, or not the AVX-512 path)\",\(kernelJSON)}")
+        return
+    }
     let shape = AttentionShape(heads: 9, kvHeads: 3, headDim: 64)
     let width = shape.heads * shape.headDim, kvSize = shape.kvHeads * n * shape.headDim
     var r = SeededRandom(seed: 5)
@@ -325,7 +332,7 @@ func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
                     BlockwiseAttention.attend(shape: shape, query: qp.baseAddress! + s * width, queryStride: width,
                                               count: c, firstPosition: s, kv: kv, output: op.baseAddress! + s * width,
                                               outputStride: width, workers: workers, queryBlock: queryBlock,
-                                              keyBlock: keyBlock, fused: fused)
+                                              keyBlock: keyBlock, fused: fused, compute: compute)
                     s += c
                 }
             } }.min()!
@@ -333,7 +340,7 @@ func attention(_ n: Int, fused: Bool, keyBlock: Int?) {
     }}}
     // Causal: n(n+1)/2 scores per head, 2·headDim multiply-adds each (QKᵀ and PV).
     let flops = Double(n) * Double(n + 1) / 2 * Double(shape.heads) * 4 * Double(shape.headDim)
-    print("{\"bench\":\"attention\",\"n\":\(n),\"fused\":\(fused),\"seconds\":\(t),\"gflops\":\(flops / t / 1e9),\(kernelJSON)}")
+    print("{\"bench\":\"attention\",\"n\":\(n),\"mode\":\"\(mode)\",\"seconds\":\(t),\"gflops\":\(flops / t / 1e9),\(kernelJSON)}")
 }
 
 /// The attention backward of one causal SmolLM-shaped layer (9/3 heads of 64) over `n` positions, after the
@@ -479,7 +486,8 @@ case "matvec":
 case "gemm":
     gemm(m: Int(args[2])!, n: Int(args[3])!, k: Int(args[4])!, transB: args.count > 5 && args[5] == "t")
 case "attention":
-    attention(Int(args[2]) ?? 16384, fused: args.count > 3 ? args[3] != "blas" : true,
+    // attention N [fused|blas|amx] [keyBlock]
+    attention(Int(args[2]) ?? 16384, mode: args.count > 3 ? args[3] : "fused",
               keyBlock: args.count > 4 ? Int(args[4]) : nil)
 case "attention-backward":
     let kernels: [String: KernelPath] = ["blas": .portable, "portable": .portable, "avx2": .avx2, "avx512": .avx512]

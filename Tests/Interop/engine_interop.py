@@ -42,7 +42,7 @@ cases = {
     "qwen2-yarn": (Qwen2Config, Qwen2ForCausalLM, dict(max_position_embeddings=256, rope_parameters=rope("yarn", factor=4.0, original_max_position_embeddings=64, rope_theta=1000000.0)), "float32"),
     "mistral-window": (MistralConfig, MistralForCausalLM, dict(sliding_window=48, rope_parameters=rope("default")), "float32"),
 }
-BF16_CASES = {"llama-default", "llama-bf16", "qwen2"}
+BF16_CASES = {"llama-default", "llama-bf16", "qwen2", "llama-headdim"}  # llama-headdim: head_dim 32, attention on AMX
 only = set(sys.argv[2:])
 for name, (cfg_cls, model_cls, extra, dtype) in cases.items():
     if only and name not in only:

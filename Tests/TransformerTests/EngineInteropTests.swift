@@ -70,8 +70,9 @@ struct EngineInteropTests {
         #expect(err <= 1e-4, "\(name): max |Δlogit| = \(err)")
     }
 
-    /// bf16 compute mode (`vdpbf16ps` products: bf16 weights × bf16-rounded activations, f32 accumulation; norms,
-    /// RoPE, softmax and attention in f32) against transformers run in bfloat16 (every activation rounded to bf16,
+    /// bf16 compute mode (`vdpbf16ps`/AMX products: bf16 weights × bf16-rounded activations, f32 accumulation; norms,
+    /// RoPE and softmax in f32; prefill attention with bf16 Q, K, V and probabilities on AMX where the head dimension
+    /// is a multiple of 32 — `llama-headdim`, head_dim 32 — else f32) against transformers run in bfloat16 (every activation rounded to bf16,
     /// attention and norms included). The two round at different places, so neither reproduces the other; the
     /// stated bound is relative to the size of bf16's own effect, ε = max|transformers bf16 − transformers f32|:
     /// - ours is no farther from the f32 result than transformers bf16 is (we round a subset of its roundings):
@@ -79,7 +80,7 @@ struct EngineInteropTests {
     /// - hence (triangle inequality) max|ours − transformers bf16| ≤ 2ε;
     /// - and bf16 mode really ran: max|ours − f32| > 1e-4 (the f32 path's own tolerance).
     @Test(.enabled(if: ComputePrecision.bf16IsNative, "no avx512_bf16 (or LONGCTX_KERNELS below avx512): bf16 mode runs f32 here"),
-          arguments: ["llama-default", "llama-bf16", "qwen2"])
+          arguments: ["llama-default", "llama-bf16", "qwen2", "llama-headdim"])
     func bf16ComputeMatchesTransformersBF16(_ name: String) throws {
         guard let (model, ids, f32) = try Self.load(name, compute: .bf16) else { return }
         let hfBF16 = try Self.floats(model.directory.path + "/logits_bf16.f32")

@@ -187,6 +187,29 @@ void ck_q4k_matvec(const uint8_t *qs, const uint8_t *sm, const float *dm, size_t
 void ck_q4k_matvec_on(int path, const uint8_t *qs, const uint8_t *sm, const float *dm, size_t rows, size_t k,
                       const int8_t *xq, const float *xd, float *y);
 
+/* ---- Prefill attention on AMX tiles for the bf16 compute mode (attention_amx.c) ----
+   The same function as ck_attention_tile (causal/sliding-window/document ranges per query, GQA groups, lse) with
+   bf16 inputs and f32 accumulation: Q, K, V rounded to nearest-even bf16, S = Q·Kᵀ and O += P·V on tdpbf16ps,
+   the online softmax on the f32 scores with AVX-512 (base 2), P rounded to bf16 before P·V; the normaliser sums the
+   unrounded f32 probabilities. Keys in blocks of CK_ATTENTION_AMX_KEY_BLOCK. */
+#define CK_ATTENTION_AMX_KEY_BLOCK 64
+/* 1 when the AMX kernel runs here: ck_gemm_amx_available() and hd a multiple of 32, at most 256. */
+int ck_attention_amx_available(size_t hd);
+/* uint16 values of ck_attention_amx_pack's output for `blocks` key blocks (2 · 64 · hd per block). */
+size_t ck_attention_amx_packed_count(size_t blocks, size_t hd);
+/* Packs key blocks b0 ..< b1 (block b = keys 64b ..< 64b + 64, zero past `keys`) of one key/value head, rounded to
+   bf16, as the kernel's B operands (layout in attention_amx.c); block b at packed + (b − b0)·128·hd.
+   k, v: key/value index t at k + t·hd, v + t·hd. */
+void ck_attention_amx_pack(const float *k, const float *v, size_t keys, size_t hd, size_t b0, size_t b1,
+                           uint16_t *packed);
+/* Bytes of workspace ck_attention_amx_tile needs for `rows` = queries × group query rows. */
+size_t ck_attention_amx_scratch(size_t rows, size_t hd);
+/* Arguments as ck_attention_tile's (packed from ck_attention_amx_pack, blocks of 64 keys from first_block, scratch
+   ck_attention_amx_scratch bytes). Returns -1 (nothing written) where ck_attention_amx_available(hd) is 0. */
+int ck_attention_amx_tile(const float *q, size_t q_stride, size_t queries, size_t group, size_t hd, float scale,
+                          const uint16_t *packed, size_t first_block, const int32_t *key_lo, const int32_t *key_hi,
+                          float *out, size_t out_stride, float *lse, size_t lse_stride, void *scratch);
+
 /* ---- bf16 matrix products, f32 accumulation (gemm_bf16.c) ----
    C[m × n] (+)= A[m × k] · Wᵀ with W a PyTorch Linear weight [n × k] (row-major) packed by ck_bf16_pack into panels
    of 16 output features (layout in gemm_bf16.c); A row-major bf16 with row stride lda and ceil(k/2)·2 readable
