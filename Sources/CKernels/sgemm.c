@@ -30,7 +30,13 @@ static const blocking blocking_avx512 = {14, 32, 320, 24, 2048};
 static const blocking blocking_avx2 = {6, 16, 256, 40, 2048};
 /* AMX (sgemm_amx.c): 32 × 32 tiles, k blocks a multiple of 32, 128-row A slices (442 KB at k 576: the two workers of
    a 2-vCPU machine share one core's L2). The best of the blockings measured (BENCHMARKS.md, all within noise). */
-static const blocking blocking_amx = {32, 32, 576, 4, 1024};
+static blocking blocking_amx = {32, 32, 576, 4, 1024};
+
+void ck_sgemm_amx_blocking(size_t kc, size_t mc_tiles, size_t nc) {
+    if (kc) blocking_amx.kc = (kc + 31) / 32 * 32;
+    if (mc_tiles) blocking_amx.mc_tiles = mc_tiles;
+    if (nc) blocking_amx.nc = (nc + 31) / 32 * 32;
+}
 
 /* ---- Per-thread scratch (grown as needed, freed at thread exit) ---- */
 

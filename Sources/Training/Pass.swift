@@ -56,7 +56,8 @@ final class Pass {
         let x = tape.input.pointer
         rmsNorm(x, weight: p.value("\(l).input_norm")!, r: tape.r1.pointer, out: h.pointer)
         LayerOps.linear(h.pointer, rows: n, lda: d, weight: p.value("\(l).qkv")!, outFeatures: f, inFeatures: d,
-                        bias: p.value("\(l).qkv_bias"), out: tape.qkv.pointer, ldc: f, workers: workers)
+                        bias: p.value("\(l).qkv_bias"), out: tape.qkv.pointer, ldc: f, workers: workers,
+                        engine: .training)
         LayerOps.rotate(tape.qkv.pointer, rows: n, stride: f, heads: c.heads, headDim: c.headDim, table: table)
         LayerOps.rotate(tape.qkv.pointer + qw, rows: n, stride: f, heads: c.kvHeads, headDim: c.headDim, table: table)
         gatherKeysValues(tape.qkv.pointer)
@@ -68,18 +69,18 @@ final class Pass {
         tape.x2.pointer.update(from: x, count: n * d)
         LayerOps.linear(tape.attn.pointer, rows: n, lda: qw, weight: p.value("\(l).o")!, outFeatures: d,
                         inFeatures: qw, bias: p.value("\(l).o_bias"), out: tape.x2.pointer, ldc: d, accumulate: true,
-                        workers: workers)
+                        workers: workers, engine: .training)
         rmsNorm(tape.x2.pointer, weight: p.value("\(l).post_norm")!, r: tape.r2.pointer, out: h.pointer)
         LayerOps.linear(h.pointer, rows: n, lda: d, weight: p.value("\(l).gate_up")!, outFeatures: 2 * inter,
                         inFeatures: d, bias: p.value("\(l).gate_up_bias"), out: tape.gateUp.pointer, ldc: 2 * inter,
-                        workers: workers)
+                        workers: workers, engine: .training)
         _ = kvw
         guard let output else { return }
         swiGLU(tape.gateUp.pointer, into: act.pointer)
         output.update(from: tape.x2.pointer, count: n * d)
         LayerOps.linear(act.pointer, rows: n, lda: inter, weight: p.value("\(l).down")!, outFeatures: d,
                         inFeatures: inter, bias: p.value("\(l).down_bias"), out: output, ldc: d, accumulate: true,
-                        workers: workers)
+                        workers: workers, engine: .training)
     }
 
     /// `r[t] = 1/sqrt(mean(x[t]²) + eps)`, `out[t] = w ⊙ (x[t]·r[t])` (transformers' `LlamaRMSNorm`, f32).
@@ -154,7 +155,7 @@ final class Pass {
             let m = min(chunk, rows.count - start)
             for i in 0..<m { (hChunk.pointer + i * d).update(from: hf.pointer + rows[start + i] * d, count: d) }
             LayerOps.gemm(transB: true, m: m, n: v, k: d, a: hChunk.pointer, lda: d, b: head, ldb: d,
-                          c: logits.pointer, ldc: v, workers: workers)
+                          c: logits.pointer, ldc: v, workers: workers, engine: .training)
             let first = start
             LayerOps.parallelRows(m, workers: workers) { part in
                 for i in part {
@@ -165,9 +166,9 @@ final class Pass {
             if dInput != nil {
                 // dh = P·W_head; dW_head += Pᵀ·h.
                 LayerOps.gemm(m: m, n: d, k: v, a: logits.pointer, lda: v, b: head, ldb: d, c: dhChunk.pointer,
-                              ldc: d, workers: workers)
+                              ldc: d, workers: workers, engine: .training)
                 LayerOps.gemm(transA: true, m: v, n: d, k: m, a: logits.pointer, lda: v, b: hChunk.pointer, ldb: d,
-                              beta: 1, c: dHead, ldc: d, workers: workers)
+                              beta: 1, c: dHead, ldc: d, workers: workers, engine: .training)
                 for i in 0..<m { (dhf.pointer + rows[start + i] * d).update(from: dhChunk.pointer + i * d, count: d) }
             }
             start += m
@@ -209,19 +210,19 @@ final class Pass {
         swiGLU(tape.gateUp.pointer, into: act.pointer)
         weightGradient(dy, outFeatures: d, input: act.pointer, inFeatures: inter, slot: "\(l).down")
         LayerOps.gemm(m: n, n: inter, k: d, a: dy, lda: d, b: p.value("\(l).down")!, ldb: inter, c: dAct.pointer,
-                      ldc: inter, workers: w)
+                      ldc: inter, workers: w, engine: .training)
         swiGLUBackward(tape.gateUp.pointer, dAct: dAct.pointer, into: dGateUp.pointer)
         rmsNormOutput(tape.x2.pointer, r: tape.r2.pointer, weight: p.value("\(l).post_norm")!)
         weightGradient(dGateUp.pointer, outFeatures: 2 * inter, input: h.pointer, inFeatures: d, slot: "\(l).gate_up")
         LayerOps.gemm(m: n, n: d, k: 2 * inter, a: dGateUp.pointer, lda: 2 * inter, b: p.value("\(l).gate_up")!,
-                      ldb: d, c: dh.pointer, ldc: d, workers: w)
+                      ldb: d, c: dh.pointer, ldc: d, workers: w, engine: .training)
         // dy now accumulates ∂L/∂x₂ (residual + post-attention norm).
         rmsNormBackward(tape.x2.pointer, r: tape.r2.pointer, weight: p.value("\(l).post_norm")!, dOut: dh.pointer,
                         dInput: dy, dWeight: p.gradient("\(l).post_norm")!)
         // Attention output projection: x₂ = x + attn·W_oᵀ.
         weightGradient(dy, outFeatures: d, input: tape.attn.pointer, inFeatures: qw, slot: "\(l).o")
         LayerOps.gemm(m: n, n: qw, k: d, a: dy, lda: d, b: p.value("\(l).o")!, ldb: qw, c: dAttn.pointer, ldc: qw,
-                      workers: w)
+                      workers: w, engine: .training)
         // Attention.
         gatherKeysValues(tape.qkv.pointer)
         // The attention backward adds to its gradients.
@@ -241,7 +242,7 @@ final class Pass {
         rmsNormOutput(tape.input.pointer, r: tape.r1.pointer, weight: p.value("\(l).input_norm")!)
         weightGradient(dqkv.pointer, outFeatures: f, input: h.pointer, inFeatures: d, slot: "\(l).qkv")
         LayerOps.gemm(m: n, n: d, k: f, a: dqkv.pointer, lda: f, b: p.value("\(l).qkv")!, ldb: d, c: dh.pointer,
-                      ldc: d, workers: w)
+                      ldc: d, workers: w, engine: .training)
         rmsNormBackward(tape.input.pointer, r: tape.r1.pointer, weight: p.value("\(l).input_norm")!, dOut: dh.pointer,
                         dInput: dy, dWeight: p.gradient("\(l).input_norm")!)
     }
@@ -321,7 +322,8 @@ final class Pass {
     func weightGradient(_ dy: UnsafePointer<Float>, outFeatures: Int, input: UnsafePointer<Float>, inFeatures: Int,
                         slot: String) {
         LayerOps.gemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, lda: outFeatures, b: input,
-                      ldb: inFeatures, beta: 1, c: p.gradient(slot)!, ldc: inFeatures, workers: workers)
+                      ldb: inFeatures, beta: 1, c: p.gradient(slot)!, ldc: inFeatures, workers: workers,
+                      engine: .training)
         guard let db = p.gradient(slot + "_bias") else { return }
         for t in 0..<n {
             let row = dy + t &* outFeatures

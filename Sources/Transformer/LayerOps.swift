@@ -70,9 +70,10 @@ public enum LayerOps {
     /// `[outFeatures, inFeatures]` row-major. `lda`/`ldc` are the row strides of `input` and `out`.
     public static func linear(_ input: UnsafePointer<Float>, rows: Int, lda: Int, weight: UnsafePointer<Float>,
                               outFeatures: Int, inFeatures: Int, bias: UnsafePointer<Float>?,
-                              out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false, workers: Int) {
+                              out: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false, workers: Int,
+                              engine: GemmEngine = .automatic) {
         gemm(transB: true, m: rows, n: outFeatures, k: inFeatures, a: input, lda: lda, b: weight, ldb: inFeatures,
-             beta: accumulate ? 1 : 0, c: out, ldc: ldc, workers: workers)
+             beta: accumulate ? 1 : 0, c: out, ldc: ldc, workers: workers, engine: engine)
         guard let bias else { return }
         for r in 0..<rows {
             let row = out + r &* ldc

@@ -21,6 +21,14 @@ public enum GemmEngine: Sendable, Equatable {
     /// significant cross terms accumulated in f32 — f32-level error, see BENCHMARKS.md), where ``amxAvailable``
     /// and `α = 1`, `β ∈ {0, 1}`; OpenBLAS otherwise.
     case amx
+    /// The training products' engine where AMX runs: ``amx`` for products of at least 8 rows and 2¹⁶ multiply-adds
+    /// that it takes, ``automatic`` for the rest and where AMX is absent. `LONGCTX_GEMM` overrides it as it does
+    /// ``automatic`` (`openblas`, `packed`, `amx`). One worker drives the tile unit (``amxWorkers``): on the
+    /// 2-vCPU machine the full SmolLM2-135M step ran 1.25× faster than on ``automatic`` (BENCHMARKS.md, issue 13).
+    case amxPreferred
+
+    /// The engine the trainer's products run on (``amxPreferred``).
+    public static let training = GemmEngine.amxPreferred
 
     /// Whether the AMX engine can run here: AMX-TILE, AMX-BF16 and AVX512-BF16, and Linux granted this process the
     /// tile state.
@@ -28,6 +36,11 @@ public enum GemmEngine: Sendable, Equatable {
 
     /// `LONGCTX_GEMM` in the environment (read once): `packed`, `openblas` or `amx` overrides ``automatic``'s choice.
     static let forced = ProcessInfo.processInfo.environment["LONGCTX_GEMM"]
+
+    /// Most threads that drive the AMX tiles at once in one product (`LONGCTX_AMX_WORKERS`, read once; default 1).
+    /// A core has one tile unit: on a 2-vCPU machine whose vCPUs are the two hyperthreads of one core, two workers
+    /// share the unit, L1 and L2 and evict each other's operands (BENCHMARKS.md, "bf16x3 on AMX").
+    static let amxWorkers = max(1, Int(ProcessInfo.processInfo.environment["LONGCTX_AMX_WORKERS"] ?? "") ?? 1)
 
     /// The `ck_sgemm` path (`CK_PATH_AVX2`, `CK_PATH_AVX512` or `CK_SGEMM_AMX`) for an `m × n × k` product, or
     /// nil for OpenBLAS.
@@ -37,6 +50,11 @@ public enum GemmEngine: Sendable, Equatable {
         case .openBLAS: return nil
         case .packed(let path): return path == .portable || !path.isSupported ? nil : path.rawValue
         case .amx: return amxFits ? CK_SGEMM_AMX : nil
+        case .amxPreferred:
+            guard Self.forced == nil else { return Self.automatic.packedPath(transA: transA, transB: transB, m: m, n: n,
+                                                                            k: k, alpha: alpha, beta: beta) }
+            if amxFits && m >= 8 && m &* n &* k >= 1 << 16 { return CK_SGEMM_AMX }
+            return Self.automatic.packedPath(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta)
         case .automatic:
             let path = KernelPath.active
             guard path != .portable, Self.forced != "openblas", m >= 8, m &* n &* k >= 1 << 16 else { return nil }
@@ -48,11 +66,13 @@ public enum GemmEngine: Sendable, Equatable {
 
 extension LayerOps {
     /// `ck_sgemm` on `workers` threads (see sgemm.c): per block, op(B) is packed once (its panels split across the
-    /// workers), then the workers split the rows of C, each packing its own rows of op(A). The bits do not depend on
-    /// `workers`. False when the CPU lacks `path` (nothing written).
+    /// workers), then `computeWorkers` of them (default: all, but at most ``GemmEngine/amxWorkers`` on the AMX path)
+    /// split the rows of C, each packing its own rows of op(A). The bits do not depend on either count. False when
+    /// the CPU lacks `path` (nothing written).
     static func packedGemm(path: Int32, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                           beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workers: Int) -> Bool {
+                           beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workers: Int,
+                           computeWorkers: Int? = nil) -> Bool {
         let job = UnsafeMutablePointer<ck_sgemm_job>.allocate(capacity: 1)
         defer { job.deallocate() }
         let blocks = ck_sgemm_begin(job, path, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb,
@@ -71,7 +91,8 @@ extension LayerOps {
             } else {
                 ck_sgemm_pack(j, 0, 1)
             }
-            let parts = max(1, min(workers, ck_sgemm_compute_parts(j)))
+            let computing = computeWorkers ?? (path == CK_SGEMM_AMX ? min(workers, GemmEngine.amxWorkers) : workers)
+            let parts = max(1, min(computing, ck_sgemm_compute_parts(j)))
             if parts > 1 {
                 DispatchQueue.concurrentPerform(iterations: parts) { p in
                     precondition(ck_sgemm_compute(j, p, parts) == 0, "ck_sgemm: out of memory for the packed panels")

@@ -460,6 +460,8 @@ func rulerPrep(tokenizerDir: String, length: Int, tasks: [String], samples: Int,
 }
 
 let args = CommandLine.arguments
+// AMX blocking experiments (AMX_KC, AMX_MC_TILES, AMX_NC; unset: sgemm.c's blocking).
+ck_sgemm_amx_blocking(environment("AMX_KC", 0), environment("AMX_MC_TILES", 0), environment("AMX_NC", 0))
 switch args.count > 1 ? args[1] : "" {
 case "sgemm":
     sgemm(Int(args[2]) ?? 1024, threads: args.count > 3 ? Int(args[3]) ?? 2 : 2)

@@ -65,9 +65,35 @@ import TensorCore
                 let one = p.run(engine, workers: 1)
                 for w in [2, 3, 5] {
                     #expect(p.run(engine, workers: w) == one, "\(engine) \(ta)\(tb) \(m)×\(n)×\(k): workers \(w)")
+                    // AMX runs one compute worker by default (GemmEngine.amxWorkers): also w of them.
+                    if engine == .amx {
+                        #expect(p.runAMX(computeWorkers: w) == one,
+                                "AMX \(ta)\(tb) \(m)×\(n)×\(k): \(w) compute workers")
+                    }
                 }
             }
         }
+    }
+
+    /// The trainer's engine takes AMX for products of ≥ 8 rows and 2¹⁶ multiply-adds where AMX runs (unless
+    /// `LONGCTX_GEMM` says otherwise), and ``GemmEngine/automatic``'s choice for the rest — the AMX bits on a large
+    /// product, OpenBLAS's or our f32 kernels' on a small one.
+    @Test func amxPreferredTakesLargeProducts() {
+        let large = (ta: false, tb: true, m: 64, n: 96, k: 40), small = (ta: true, tb: false, m: 4, n: 96, k: 40)
+        let amxHere = GemmEngine.amxAvailable && GemmEngine.forced == nil
+        #expect(GemmEngine.amxPreferred.packedPath(transA: large.ta, transB: large.tb, m: large.m, n: large.n,
+                                                   k: large.k, alpha: 1, beta: 0)
+                == (amxHere ? CK_SGEMM_AMX
+                    : GemmEngine.automatic.packedPath(transA: large.ta, transB: large.tb, m: large.m, n: large.n,
+                                                      k: large.k, alpha: 1, beta: 0)))
+        #expect(GemmEngine.amxPreferred.packedPath(transA: small.ta, transB: small.tb, m: small.m, n: small.n,
+                                                   k: small.k, alpha: 1, beta: 1)
+                == GemmEngine.automatic.packedPath(transA: small.ta, transB: small.tb, m: small.m, n: small.n,
+                                                   k: small.k, alpha: 1, beta: 1))
+        let p = GemmProblem(ta: large.ta, tb: large.tb, m: large.m, n: large.n, k: large.k, alpha: 1, beta: 0, seed: 11)
+        #expect(p.run(.amxPreferred, workers: 2) == p.run(amxHere ? .amx : .automatic, workers: 2))
+        let q = GemmProblem(ta: small.ta, tb: small.tb, m: small.m, n: small.n, k: small.k, alpha: 1, beta: 1, seed: 12)
+        #expect(q.run(.amxPreferred, workers: 2) == q.run(.automatic, workers: 2))
     }
 
     /// A path the CPU lacks (and the portable one) falls back to OpenBLAS: the OpenBLAS bits.
@@ -134,6 +160,19 @@ struct GemmProblem {
             LayerOps.gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!, lda: lda,
                           b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: ldc, workers: workers,
                           engine: engine)
+        }}}
+        return c
+    }
+
+    /// The AMX path with `computeWorkers` threads splitting the rows of C (``GemmEngine/amxWorkers`` caps it in
+    /// ``LayerOps/gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:workers:engine:)``).
+    func runAMX(computeWorkers: Int) -> [Float] {
+        var c = c0
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+            #expect(LayerOps.packedGemm(path: CK_SGEMM_AMX, transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha,
+                                        a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb, beta: beta,
+                                        c: cp.baseAddress!, ldc: ldc, workers: computeWorkers,
+                                        computeWorkers: computeWorkers))
         }}}
         return c
     }

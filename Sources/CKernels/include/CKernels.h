@@ -279,6 +279,9 @@ void ck_attention_backward_tile(const float *q, size_t q_stride, const float *o,
 /* ck_sgemm's AMX path (a gemm path, not a KernelPath): f32 products as bf16x3 on AMX tiles (sgemm_amx.c), α = 1 and
    β ∈ {0, 1} only (ck_sgemm_begin returns -1 otherwise, as on a CPU without AMX or without the kernel's permission). */
 #define CK_SGEMM_AMX 3
+/* Overrides the AMX path's blocking for later jobs (benchmarks only; 0 keeps a value): largest k block (rounded up to
+   32), A slice in 32-row tiles, largest n block (rounded up to 32). Not thread-safe against running jobs. */
+void ck_sgemm_amx_blocking(size_t kc, size_t mc_tiles, size_t nc);
 /* 1 when the AMX path can run here (AMX-TILE, AMX-BF16, AVX512-BF16 and the tile state granted), else 0. */
 int ck_gemm_amx_available(void);
 /* Benchmark probes (sgemm_amx.c), seconds or -1 without AMX: `iterations` × 4 TDPBF16PS on resident tiles (the tile
