@@ -245,7 +245,7 @@ public enum TrainingEstimate {
 
 extension RankCapacity {
     /// Measures this machine with the model's shapes and `workers` threads: a linear layer's product
-    /// (`rows × d` by `d × min(I, 8192)`), causal blockwise attention of `rows` queries over themselves forward
+    /// (`rows × d` by `d × min(I, 8192)`, on the trainer's ``GemmEngine/training``), causal blockwise attention of `rows` queries over themselves forward
     /// (``BlockwiseAttention``) and backward (``AttentionBackward``), the same over each of `keyLengths` keys longer
     /// than `rows` (``attentionOverKeys``: 512 queries, a few query tiles per worker, against the whole block, capped at
     /// ``longestMeasuredKeys``), memory copy bandwidth (the link between ranks on one host), and this process's
@@ -263,7 +263,8 @@ extension RankCapacity {
         BLAS.threads = 1
         defer { BLAS.threads = savedThreads }
         let matmul = sustained {
-            LayerOps.gemm(m: rows, n: cols, k: d, a: x, lda: d, b: w, ldb: cols, c: &y, ldc: cols, workers: workers)
+            LayerOps.gemm(m: rows, n: cols, k: d, a: x, lda: d, b: w, ldb: cols, c: &y, ldc: cols, workers: workers,
+                          engine: .training)
         }
         let short = attentionRate(c, queries: rows, keys: rows, causal: true, workers: workers, rng: &rng)
         let long = Set(keyLengths.filter { $0 > rows }.map { min($0, longestMeasuredKeys) }).sorted().map {
