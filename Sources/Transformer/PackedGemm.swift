@@ -23,18 +23,21 @@ public enum GemmEngine: Sendable, Equatable {
     case amx
     /// The training products' engine where AMX runs: ``amx`` for products of at least 8 rows and 2¹⁶ multiply-adds
     /// that it takes, ``automatic`` for the rest and where AMX is absent. `LONGCTX_GEMM` overrides it as it does
-    /// ``automatic`` (`openblas`, `packed`, `amx`). One worker drives the tile unit (``amxWorkers``): on the
-    /// 2-vCPU machine the full SmolLM2-135M step ran 1.25× faster than on ``automatic`` (BENCHMARKS.md, issue 13).
+    /// ``automatic`` (`openblas`, `packed`, `amx`). One worker drives the tile unit (``amxWorkers``). Not the
+    /// trainer's default: in a quiet window the SmolLM2-135M step at 1K ran at 0.61–0.64× of ``automatic``'s speed
+    /// (BENCHMARKS.md, issue 13); `LONGCTX_GEMM=amx-preferred` makes it the trainer's engine for A/B runs.
     case amxPreferred
 
-    /// The engine the trainer's products run on (``amxPreferred``).
-    public static let training = GemmEngine.amxPreferred
+    /// The engine the trainer's products run on: ``automatic``, or ``amxPreferred`` under
+    /// `LONGCTX_GEMM=amx-preferred`.
+    public static let training: GemmEngine = forced == "amx-preferred" ? .amxPreferred : .automatic
 
     /// Whether the AMX engine can run here: AMX-TILE, AMX-BF16 and AVX512-BF16, and Linux granted this process the
     /// tile state.
     public static var amxAvailable: Bool { ck_gemm_amx_available() != 0 }
 
-    /// `LONGCTX_GEMM` in the environment (read once): `packed`, `openblas` or `amx` overrides ``automatic``'s choice.
+    /// `LONGCTX_GEMM` in the environment (read once): `packed`, `openblas` or `amx` overrides ``automatic``'s choice;
+    /// `amx-preferred` makes ``amxPreferred`` the trainer's engine (``training``).
     static let forced = ProcessInfo.processInfo.environment["LONGCTX_GEMM"]
 
     /// Most threads that drive the AMX tiles at once in one product (`LONGCTX_AMX_WORKERS`, read once; default 1).
@@ -51,7 +54,7 @@ public enum GemmEngine: Sendable, Equatable {
         case .packed(let path): return path == .portable || !path.isSupported ? nil : path.rawValue
         case .amx: return amxFits ? CK_SGEMM_AMX : nil
         case .amxPreferred:
-            guard Self.forced == nil else { return Self.automatic.packedPath(transA: transA, transB: transB, m: m, n: n,
+            guard Self.forced == nil || Self.forced == "amx-preferred" else { return Self.automatic.packedPath(transA: transA, transB: transB, m: m, n: n,
                                                                             k: k, alpha: alpha, beta: beta) }
             if amxFits && m >= 8 && m &* n &* k >= 1 << 16 { return CK_SGEMM_AMX }
             return Self.automatic.packedPath(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta)

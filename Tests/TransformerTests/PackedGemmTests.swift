@@ -80,7 +80,7 @@ import TensorCore
     /// product, OpenBLAS's or our f32 kernels' on a small one.
     @Test func amxPreferredTakesLargeProducts() {
         let large = (ta: false, tb: true, m: 64, n: 96, k: 40), small = (ta: true, tb: false, m: 4, n: 96, k: 40)
-        let amxHere = GemmEngine.amxAvailable && GemmEngine.forced == nil
+        let amxHere = GemmEngine.amxAvailable && (GemmEngine.forced == nil || GemmEngine.forced == "amx-preferred")
         #expect(GemmEngine.amxPreferred.packedPath(transA: large.ta, transB: large.tb, m: large.m, n: large.n,
                                                    k: large.k, alpha: 1, beta: 0)
                 == (amxHere ? CK_SGEMM_AMX
