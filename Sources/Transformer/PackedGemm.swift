@@ -54,9 +54,8 @@ public enum GemmEngine: Sendable, Equatable {
         case .packed(let path): return path == .portable || !path.isSupported ? nil : path.rawValue
         case .amx: return amxFits ? CK_SGEMM_AMX : nil
         case .amxPreferred:
-            guard Self.forced == nil || Self.forced == "amx-preferred" else { return Self.automatic.packedPath(transA: transA, transB: transB, m: m, n: n,
-                                                                            k: k, alpha: alpha, beta: beta) }
-            if amxFits && m >= 8 && m &* n &* k >= 1 << 16 { return CK_SGEMM_AMX }
+            let notOverridden = Self.forced == nil || Self.forced == "amx-preferred"
+            if notOverridden && amxFits && m >= 8 && m &* n &* k >= 1 << 16 { return CK_SGEMM_AMX }
             return Self.automatic.packedPath(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta)
         case .automatic:
             let path = KernelPath.active
