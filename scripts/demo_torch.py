@@ -8,7 +8,8 @@ time. Diagnosis only: the shipped base and extension are trained by `longctx tra
   scripts/demo_torch.py score --model DIR [--yarn 8]                        the grid (lengths 256…2K)
   scripts/demo_torch.py probe --model DIR [--lengths 256,2048]              where each answer digit comes from
 
-Prompts are built exactly as `Passkey.spec` (Sources/Evaluation/Probes.swift) builds them: filler units fitted to
+Prompts are built exactly as `Passkey.spec` (Sources/Evaluation/Probes.swift) builds the landmark layout (the demo
+now trains and grids the shuffled layout; this script diagnosed why the landmark base could not be extended): filler units fitted to
 the length in tokens, depth = filler fraction before the key line, keys of 5 distinct digits. Prints the CPU and
 the load beside the numbers.
 """

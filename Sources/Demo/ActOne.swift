@@ -41,7 +41,7 @@ public enum ActOne {
         let plan = try DemoSteps.applyPlan(base: model, method: .yarn, target: grid.yarnTarget, out: yarnModel)
         func run(_ key: String, _ title: String, _ directory: String) async throws -> PhaseResult {
             try await DemoSteps.grid(key: key, title: title, modelDirectory: directory, lengths: grid.lengths,
-                                     depths: grid.depths, perDepth: grid.perDepth, keys: .standard, seed: seed, log: log)
+                                     depths: grid.depths, perDepth: grid.perDepth, keys: .standard, layout: .landmark, seed: seed, log: log)
         }
         let base = try await run("act_one.base", "\(grid.modelName) as is", model)
         let yarn = try await run("act_one.yarn", "\(grid.modelName) + YaRN ×\(RoPE.formatNumber(plan.final.ratio)), no training", yarnModel)

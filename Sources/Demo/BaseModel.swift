@@ -47,10 +47,10 @@ public enum ToyBase {
 
     /// Writes `count` supervised passkey records of at most `maxTokens` tokens (prompt, completion and EOS, counted
     /// with the tokenizer of `modelDirectory`) as JSONL to `path`.
-    public static func writeCorpus(modelDirectory: String, keys: Passkey.Keys, seed: UInt64, count: Int,
+    public static func writeCorpus(modelDirectory: String, keys: Passkey.Keys, layout: Passkey.Layout, seed: UInt64, count: Int,
                                    maxTokens: Int, to path: String) throws {
         let tokenizer = try Tokenizer.load(directory: modelDirectory)
-        let corpus = PasskeyCorpus(counter: TokenizerCounter(tokenizer: tokenizer), keys: keys, seed: seed)
+        let corpus = PasskeyCorpus(counter: TokenizerCounter(tokenizer: tokenizer), keys: keys, layout: layout, seed: seed)
         try FileOps.writeAtomically(PasskeyCorpus.jsonl(try corpus.records(count: count, maxTokens: maxTokens)), to: path)
     }
 
@@ -64,7 +64,7 @@ public enum ToyBase {
         let initial = (work as NSString).appendingPathComponent("initial")
         if !FileOps.exists(initial) { try writeInitial(recipe, seed: seed, to: initial) }
         let corpus = (work as NSString).appendingPathComponent("passkey-\(recipe.trainedLength).jsonl")
-        try writeCorpus(modelDirectory: initial, keys: recipe.keys, seed: seed, count: recipe.baseRecords,
+        try writeCorpus(modelDirectory: initial, keys: recipe.keys, layout: recipe.layout, seed: seed, count: recipe.baseRecords,
                         maxTokens: recipe.trainedLength, to: corpus)
         let stages = (work as NSString).appendingPathComponent("base.yaml")
         try FileOps.writeAtomically(recipe.baseStagesYAML(seed: seed), to: stages)

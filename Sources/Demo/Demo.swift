@@ -59,7 +59,7 @@ public enum DemoRun {
         let lengths = r.gridLengths
         func grid(_ key: String, _ title: String, _ model: String) async throws -> PhaseResult {
             let phase = try await DemoSteps.grid(key: key, title: title, modelDirectory: model, lengths: lengths,
-                                                 depths: r.gridDepths, perDepth: r.gridPerDepth, keys: r.keys,
+                                                 depths: r.gridDepths, perDepth: r.gridPerDepth, keys: r.keys, layout: r.layout,
                                                  seed: request.seed, log: log)
             lap("grid: \(key)")
             return phase
@@ -111,7 +111,7 @@ public enum DemoRun {
         FileOps.remove(work)
         try FileOps.makeDirectory(work)
         let corpus = (work as NSString).appendingPathComponent("passkey-\(r.finalLength).jsonl")
-        try ToyBase.writeCorpus(modelDirectory: request.base, keys: r.keys, seed: request.seed &+ 1,
+        try ToyBase.writeCorpus(modelDirectory: request.base, keys: r.keys, layout: r.layout, seed: request.seed &+ 1,
                                 count: r.extensionRecords, maxTokens: r.finalLength, to: corpus)
         let stages = (work as NSString).appendingPathComponent("stages.yaml")
         try FileOps.writeAtomically(r.extensionStagesYAML(seed: request.seed), to: stages)

@@ -36,6 +36,7 @@ public enum DemoReport {
         var setup = JSONObject()
         setup["model"] = .string("\(r.layers) layers, d=\(r.hidden), \(r.heads) heads, θ \(RoPE.formatNumber(r.ropeTheta))")
         if case .distinctDigits(let n) = r.keys { setup["passkeys"] = .string("\(n) distinct digits") }
+        setup["passkey_layout"] = .string(r.layout.rawValue)
         setup["grid"] = .object(JSONObject([("lengths", .array(r.gridLengths.map { .int($0) })), ("depths", .int(r.gridDepths)),
                                             ("prompts_per_depth", .int(r.gridPerDepth))]))
         setup["rope"] = .object(JSONObject(outcome.phases.map { ($0.key, JSONValue.string($0.rope)) }))
@@ -93,7 +94,7 @@ public enum DemoReport {
         <p>Every number on this page was measured by this run (seed \(outcome.request.seed)).</p>
         <h2>Act two: a toy model, trained by the toolkit, taken from \(r.trainedLength) to \(formatLength(r.finalLength)) tokens</h2>
         <p>Base: \(r.layers) layers, d=\(r.hidden), \(r.heads) heads, trained at \(r.trainedLength) tokens on passkey prompts
-        (answer-only loss). Passkey accuracy per context length (\(r.gridDepths) depths × \(r.gridPerDepth) prompts per length):</p>
+        (answer-only loss), prompt layout `\(r.layout.rawValue)`. Passkey accuracy per context length (\(r.gridDepths) depths × \(r.gridPerDepth) prompts per length):</p>
 
         """
         s += table(outcome.phases)

@@ -61,13 +61,13 @@ public enum DemoSteps {
         return StageSpec.summary(try HFRopeConfig.decode(Data(JSONValue.object(config).serialized().utf8)).resolve().configuration)
     }
 
-    /// The passkey grid of `modelDirectory`: per length `depths` depths × `perDepth` prompts, keys as given.
+    /// The passkey grid of `modelDirectory`: per length `depths` depths × `perDepth` prompts, keys and layout as given.
     public static func grid(key: String, title: String, modelDirectory: String, lengths: [Int], depths: Int,
-                            perDepth: Int, keys: Passkey.Keys, seed: UInt64,
+                            perDepth: Int, keys: Passkey.Keys, layout: Passkey.Layout, seed: UInt64,
                             log: @escaping @Sendable (String) -> Void) async throws -> PhaseResult {
         let started = Date()
         let results = try await RetrievalCheck.results(modelDirectory: modelDirectory, lengths: lengths, samples: depths,
-                                                       perDepth: perDepth, seed: seed, keys: keys)
+                                                       perDepth: perDepth, seed: seed, keys: keys, layout: layout)
         let phase = PhaseResult(key: key, title: title, modelDirectory: modelDirectory,
                                 rope: try ropeSummary(modelDirectory), lengths: lengths, results: results)
         let cells = phase.accuracy.map { "\(formatLength($0.length)) \(Int(($0.value * 100).rounded())) %" }

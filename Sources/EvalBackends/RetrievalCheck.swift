@@ -21,9 +21,10 @@ public enum RetrievalCheck {
 
     /// Accuracy per length (see ``results(modelDirectory:lengths:samples:perDepth:suite:seed:keys:progress:)``).
     public static func run(modelDirectory: String, lengths: [Int], samples: Int, suite: NIAHSuite? = nil,
-                           seed: UInt64 = 42, keys: Passkey.Keys = .standard) async throws -> [Row] {
+                           seed: UInt64 = 42, keys: Passkey.Keys = .standard,
+                           layout: Passkey.Layout = .landmark) async throws -> [Row] {
         let results = try await results(modelDirectory: modelDirectory, lengths: lengths, samples: samples,
-                                        suite: suite, seed: seed, keys: keys)
+                                        suite: suite, seed: seed, keys: keys, layout: layout)
         return rows(results, lengths: lengths)
     }
 
@@ -36,10 +37,12 @@ public enum RetrievalCheck {
     }
 
     /// Every scored prompt: per length, `samples` depths evenly spread over 0…100 % and `perDepth` prompts at each
-    /// (their own keys); `keys` picks the passkeys (a toy model trained on distinct-digit keys is checked on them).
+    /// (their own keys); `keys` and `layout` pick the passkeys and the prompt layout (a toy model trained on
+    /// distinct-digit keys in the shuffled layout is checked on those).
     /// `progress` sees each result as it is scored.
     public static func results(modelDirectory: String, lengths: [Int], samples: Int, perDepth: Int = 1,
                                suite: NIAHSuite? = nil, seed: UInt64 = 42, keys: Passkey.Keys = .standard,
+                               layout: Passkey.Layout = .landmark,
                                progress: (SampleResult) -> Void = { _ in }) async throws -> [SampleResult] {
         let lm = try LanguageModel.load(directory: modelDirectory)
         // One prompt at a time, prefilled in the model's own chunks (the serving default of 128 tokens a step, there so
@@ -54,7 +57,7 @@ public enum RetrievalCheck {
         for length in lengths {
             for depth in depths(samples: samples) {
                 let spec = suite.map { $0.spec(depthPercent: depth, sentences: sentences ?? [], haystack: EssayGenerator.identity) }
-                    ?? Passkey.spec(depthPercent: depth, keys: keys)
+                    ?? Passkey.spec(depthPercent: depth, keys: keys, layout: layout)
                 for sample in try maker.samples(spec, length: length, count: perDepth, depth: depth) {
                     let started = Date()
                     let reply = try await backend.complete(CompletionRequest(prompt: sample.prompt, maxTokens: sample.tokensToGenerate))

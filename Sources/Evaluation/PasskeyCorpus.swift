@@ -1,7 +1,7 @@
 import Basics
 import Foundation
 
-/// A supervised training corpus of passkey prompts (``Passkey``'s exact strings): each record is the prompt the
+/// A supervised training corpus of passkey prompts (``Passkey``'s exact strings, in either ``Passkey/Layout``): each record is the prompt the
 /// evaluation sends (plain, no chat template) and the completion `" KEY"`. Deterministic from the seed.
 ///
 /// Record `i`: its own RNG from `(seed, "passkey-corpus", i)`; a depth uniform in 0…100 %; a filler count uniform
@@ -15,11 +15,13 @@ public struct PasskeyCorpus: Sendable {
 
     public let counter: any TokenCounting
     public let keys: Passkey.Keys
+    public let layout: Passkey.Layout
     public let seed: UInt64
 
-    public init(counter: any TokenCounting, keys: Passkey.Keys, seed: UInt64) {
+    public init(counter: any TokenCounting, keys: Passkey.Keys, layout: Passkey.Layout = .landmark, seed: UInt64) {
         self.counter = counter
         self.keys = keys
+        self.layout = layout
         self.seed = seed
     }
 
@@ -28,8 +30,9 @@ public struct PasskeyCorpus: Sendable {
     public func maxUnits(maxTokens: Int) -> Int? {
         let probeKey = keys == .standard ? 50000 : Int(String("9876543210".prefix(keyDigits)))!
         let fits = { (n: Int) -> Bool in
-            let filler = Array(repeating: Passkey.filler, count: n).joined(separator: " ")
-            let input = [Passkey.task, filler, Passkey.keyLine(probeKey), "", Passkey.question].joined(separator: "\n")
+            var rng = SeededRandom(["\(self.seed)", "passkey-corpus-probe"])
+            let filler = Passkey.fillerUnits(n, layout: self.layout, &rng).joined(separator: " ")
+            let input = [Passkey.task, filler, Passkey.keyLine(probeKey, layout: self.layout), "", Passkey.question].joined(separator: "\n")
             return self.counter.tokenCount(input + " \(probeKey)") + 1 <= maxTokens
         }
         guard fits(0) else { return nil }
@@ -64,7 +67,7 @@ public struct PasskeyCorpus: Sendable {
         let state = rng
         while true {
             var r = state
-            let parts = Passkey.spec(depthPercent: depth, keys: keys).build(units, index, &r)
+            let parts = Passkey.spec(depthPercent: depth, keys: keys, layout: layout).build(units, index, &r)
             let record = Record(prompt: parts.input, completion: " " + parts.outputs[0])
             if units == 0 || counter.tokenCount(record.prompt + record.completion) + 1 <= maxTokens { return record }
             units -= 1

@@ -39,17 +39,53 @@ public enum Passkey {
         }
     }
 
-    public static func spec(depthPercent: Double, tokensToGenerate: Int = 10, keys: Keys = .standard) -> TaskSpec {
-        TaskSpec(name: keys.taskName, metric: .passkey, tokensToGenerate: tokensToGenerate, incremental: 1,
-                 haystack: "passkey-filler") { n, _, rng in
+    /// The five sentences of ``filler``, the units of the ``Layout/shuffled`` layout.
+    public static let fillerSentences = ["The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.",
+                                         "There and back again."]
+
+    /// How the filler and the key line are laid out. Both use only the words of the original prompt.
+    public enum Layout: String, Sendable, Equatable, CaseIterable {
+        /// The original prompt: the whole five-sentence ``filler`` repeated (one unit each) around ``keyLine(_:)``,
+        /// which states the key twice.
+        case landmark
+        /// One filler sentence a unit, each drawn at random from ``fillerSentences``, around a key line that states
+        /// the key once (`The pass key is K. Remember it.`). A model cannot find the key by its distance from a
+        /// fixed pattern here; it has to match the question against the key line — the retrieval that longer
+        /// contexts then test (the demo's toy base learns this layout, see `Sources/Demo/Recipe.swift`).
+        case shuffled
+
+        /// Suffix of the task name (sample ids and seeds differ by layout).
+        var nameSuffix: String { self == .landmark ? "" : "-\(rawValue)" }
+    }
+
+    /// The key line of `layout` for key `k`.
+    public static func keyLine(_ k: Int, layout: Layout) -> String {
+        layout == .landmark ? keyLine(k) : "The pass key is \(k). Remember it."
+    }
+
+    /// Passkey prompts with the key at `depthPercent` of the filler units. The key is drawn first from the sample's
+    /// RNG, then (``Layout/shuffled``) the filler sentences in order, so `n + 1` units extend the prompt of `n`.
+    public static func spec(depthPercent: Double, tokensToGenerate: Int = 10, keys: Keys = .standard,
+                            layout: Layout = .landmark) -> TaskSpec {
+        TaskSpec(name: keys.taskName + layout.nameSuffix, metric: .passkey, tokensToGenerate: tokensToGenerate,
+                 incremental: 1, haystack: "passkey-filler") { n, _, rng in
             let key = keys.draw(&rng)
+            let units = fillerUnits(n, layout: layout, &rng)
             let before = Int((Double(n) * depthPercent / 100).rounded())
-            let prefix = Array(repeating: filler, count: before).joined(separator: " ")
-            let suffix = Array(repeating: filler, count: n - before).joined(separator: " ")
-            let input = [task, prefix, keyLine(key), suffix, question].joined(separator: "\n")
+            let prefix = units[..<before].joined(separator: " ")
+            let suffix = units[before...].joined(separator: " ")
+            let input = [task, prefix, keyLine(key, layout: layout), suffix, question].joined(separator: "\n")
             let off = task.count + 1 + prefix.count + 1
             return SampleParts(input: input, answerPrefix: "", outputs: [String(key)],
                                actualDepthPercent: Double(off) / Double(input.count) * 100)
+        }
+    }
+
+    /// `n` filler units of `layout`: ``filler`` each (landmark) or sentences drawn from `rng` (shuffled).
+    static func fillerUnits(_ n: Int, layout: Layout, _ rng: inout SeededRandom) -> [String] {
+        switch layout {
+        case .landmark: return Array(repeating: filler, count: n)
+        case .shuffled: return (0..<n).map { _ in fillerSentences[rng.int(0...(fillerSentences.count - 1))] }
         }
     }
 }

@@ -21,7 +21,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-act-one"), help: "Skip act one (SmolLM2; needs `longctx models get`, fetched here when missing).") var noActOne = false
     @Option(help: "Training workers (fixed for reproducible results).") var workers = 2
     @Option(name: .customLong("base-steps"), help: "--from-scratch: training steps of the base.") var baseSteps: Int?
-    @Option(name: .customLong("extension-steps"), help: "Steps per stage of the progressive training.") var extensionSteps: Int?
+    @Option(name: .customLong("extension-steps"), help: "Steps of each progressive stage: one count for every stage, or one per stage (e.g. 30,30,100).") var extensionSteps: String?
     @Option(name: .customLong("extension-rope"), help: "RoPE of the progressive stages: keep (the base's own), theta, yarn or linear (`rope plan` for each stage's length).") var extensionRope: StageRopeChoice?
     @Option(name: .customLong("grid-prompts"), help: "Act two's prompts per depth and length.") var gridPrompts: Int?
 
@@ -31,7 +31,7 @@ struct DemoCommand: AsyncParsableCommand {
         request.workers = workers
         if let baseSteps { request.recipe.baseSteps = baseSteps }
         if full { request.recipe.gridPerDepth = 8; request.actOne = .full }
-        if let extensionSteps { request.recipe.extensionSteps = extensionSteps }
+        if let extensionSteps { request.recipe.extensionSteps = try Self.stepCounts(extensionSteps) }
         if let extensionRope { request.recipe.extensionRope = extensionRope }
         if let gridPrompts { request.recipe.gridPerDepth = gridPrompts }
         if fromScratch {
@@ -44,6 +44,17 @@ struct DemoCommand: AsyncParsableCommand {
         Output.progressDone()
         let outcome = try await DemoRun.run(request) { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
         print(DemoSummaryText.lines(outcome), terminator: "")
+    }
+}
+
+extension DemoCommand {
+    /// `40` or `30,30,100`: positive step counts, comma-separated.
+    static func stepCounts(_ text: String) throws -> [Int] {
+        let counts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw ValidationError("--extension-steps: expected positive step counts separated by commas (e.g. 40 or 30,30,100), got '\(text)'")
+        }
+        return counts.map { $0! }
     }
 }
 

@@ -153,12 +153,16 @@ struct EvalOptions: ParsableArguments {
     func progressMaking(_ what: String) { Output.progress("preparing \(what)") }
 }
 
+extension Passkey.Layout: ExpressibleByArgument {}
+
 struct EvalPasskey: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "passkey",
         abstract: "Passkey retrieval (landmark-attention prompt) over lengths × depths; scored by the first integer.")
     @OptionGroup var options: EvalOptions
     @Option(help: "Token budgets (prompt + answer), e.g. 1K,2K,4K.") var lengths = "1K,2K,4K,8K"
     @Option(help: "Key depths in percent.") var depths = "0,25,50,75,100"
+    @Option(help: "Prompt layout: landmark (the original prompt) or shuffled (random filler sentences, the key stated once; the demo's toy model).")
+    var layout = Passkey.Layout.landmark
 
     func validate() throws {
         do { _ = try EvalOutputs.lengths(lengths); _ = try EvalOutputs.parseDepths(depths) } catch let e as EvalError {
@@ -175,7 +179,7 @@ struct EvalPasskey: AsyncParsableCommand {
         for l in ls {
             for d in ds {
                 options.progressMaking("passkey \(l) d\(d)")
-                try plan.add(maker, Passkey.spec(depthPercent: d), length: l, count: options.samples ?? 5, depth: d)
+                try plan.add(maker, Passkey.spec(depthPercent: d, layout: layout), length: l, count: options.samples ?? 5, depth: d)
             }
         }
         try await options.execute(plan, title: "passkey", threshold: 85.6, backend: backend, describe: describe, format: format)

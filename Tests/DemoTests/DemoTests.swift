@@ -41,6 +41,40 @@ import Training
         #expect(!a.contains { tokenizer.encode($0.prompt).contains(1) })
     }
 
+    /// The shuffled layout: one key line stating the key once, filler sentences drawn from the five, every word in
+    /// the toy vocabulary, lengths spread up to the budget, deterministic from the seed.
+    @Test func shuffledCorpusFits() throws {
+        let (tokenizer, _) = try Self.toyTokenizer()
+        let counter = TokenizerCounter(tokenizer: tokenizer)
+        let corpus = PasskeyCorpus(counter: counter, keys: .distinctDigits(5), layout: .shuffled, seed: 7)
+        let a = try corpus.records(count: 200, maxTokens: 512)
+        #expect(a == (try corpus.records(count: 200, maxTokens: 512)))
+        var lengths: [Int] = []
+        var sentences = Set<String>()
+        for r in a {
+            let key = String(r.completion.dropFirst())
+            let lines = r.prompt.components(separatedBy: "\n")
+            #expect(lines.count == 5 && lines[0] == Passkey.task && lines[2] == "The pass key is \(key). Remember it.")
+            #expect(r.prompt.components(separatedBy: key).count == 2, "the key appears once")
+            for line in [lines[1], lines[3]] where !line.isEmpty {
+                var rest = Substring(line)
+                while !rest.isEmpty {
+                    let s = Passkey.fillerSentences.first { rest.hasPrefix($0) }
+                    #expect(s != nil, "\(rest)")
+                    guard let s else { break }
+                    sentences.insert(s)
+                    rest = rest.dropFirst(s.count).drop { $0 == " " }
+                }
+            }
+            let n = tokenizer.encode(r.prompt + r.completion).count + 1
+            #expect(n <= 512)
+            lengths.append(n)
+            #expect(!tokenizer.encode(r.prompt).contains(1))
+        }
+        #expect(sentences.count == Passkey.fillerSentences.count)
+        #expect(lengths.min()! < 100 && lengths.max()! > 490)
+    }
+
     @Test func distinctDigitKeys() {
         var rng = SeededRandom(seed: 3)
         for _ in 0..<500 {
