@@ -34,6 +34,8 @@ let package = Package(
                        pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "COpenMPI", path: "Sources/COpenMPI",
                        pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl",
+                       pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Portable SIMD kernels (runtime CPU dispatch, no unsafe flags).
         .target(name: "CKernels", cSettings: [.define("NDEBUG")]),
 
@@ -66,10 +68,10 @@ let package = Package(
         .target(name: "GGUFImport", dependencies: ["Basics", "ModelIO", "TensorCore", "RoPE"]),
         // Long-context evaluation (pure): passkey/NIAH/RULER generators, length fitting, scoring, reports.
         .target(name: "Evaluation", dependencies: ["Basics"]),
-        // Completion backends: the built-in engine (requests interleaved a step at a time on its own thread) and an OpenAI-compatible HTTP client over URLSession
-        // (retries, timeouts, concurrency limit).
+        // Completion backends: the built-in engine (requests interleaved a step at a time on its own thread) and an OpenAI-compatible HTTP client over
+        // libcurl (retries, timeouts, concurrency limit).
         .target(name: "EvalBackends", dependencies: [
-            "Evaluation", "Tokenizers", "Transformer",
+            "Evaluation", "Tokenizers", "Transformer", "CCurl",
         ]),
         // `longctx demo`: the toolkit's whole loop on a toy model trained by the toolkit (base from scratch, training-free
         // RoPE plans, progressive training, LoRA extract/merge, retrieval grids) and SmolLM2 beyond its window.

@@ -1,8 +1,6 @@
+import CCurl
 import Evaluation
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// An OpenAI-compatible server (vLLM, llama.cpp server, SGLang, TGI, `longctx serve`) as an evaluation backend.
 ///
@@ -194,38 +192,119 @@ public struct OpenAIBackend: CompletionBackend {
     }
 }
 
-/// One HTTP request and its whole response, through Foundation's URLSession (libcurl on Linux: http and https, no
-/// package dependency): `POST` with a JSON body when `body` is given, `GET` otherwise; a bearer key when given; the
-/// whole exchange, body included, bounded by `timeoutSeconds` (a retryable ``OpenAIBackend/Attempt`` when it runs
-/// out); responses over 256 MiB are refused.
+/// One HTTP request and its whole response, through libcurl's easy interface on a thread of its own (http and https):
+/// `POST` with a JSON body when `body` is given, `GET` otherwise; a bearer key when given; the whole exchange, body
+/// included, bounded by `timeoutSeconds` (a retryable ``OpenAIBackend/Attempt`` when it runs out); responses over
+/// 256 MiB are refused; cancelling the calling task aborts the transfer.
+///
+/// Not Foundation's URLSession: on Linux it applied its session-wide 60 s limit instead of the request's timeout
+/// (every prompt a server took longer than a minute on failed) and spun a core in its event loop while it waited for
+/// a reply (13.8 s of system time in a 20 s wait, measured), a core taken from a server on the same machine.
 struct HTTPExchange: Sendable {
     var status: Int
     var body: Data
 
-    static let session: URLSession = {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = 64
-        configuration.urlCache = nil
-        return URLSession(configuration: configuration)
-    }()
+    static let maxBody = 256 << 20
+    /// `curl_global_init`, once per process, before the first handle.
+    static let curlReady: Bool = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
 
     static func send(_ url: String, body: Data? = nil, apiKey: String?, timeoutSeconds: Double) async throws -> HTTPExchange {
         guard let target = URL(string: url), let scheme = target.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
             throw OpenAIBackend.Attempt.fatal("not an http(s) URL: \(url)")
         }
-        var request = URLRequest(url: target, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeoutSeconds)
-        if let body {
-            request.httpMethod = "POST"
-            request.httpBody = body
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        let transfer = CurlTransfer(url: url, body: body, apiKey: apiKey, timeoutSeconds: timeoutSeconds)
+        return try await OpenAIBackend.within(timeoutSeconds + 1, url) {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (done: CheckedContinuation<HTTPExchange, Error>) in
+                    let thread = Thread { done.resume(with: transfer.perform()) }
+                    thread.name = "longctx-http"
+                    thread.start()
+                }
+            } onCancel: {
+                transfer.cancel()
+            }
         }
-        if let apiKey { request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization") }
-        let sent = request
-        return try await OpenAIBackend.within(timeoutSeconds, url) {
-            let (data, response) = try await session.data(for: sent)
-            guard let http = response as? HTTPURLResponse else { throw OpenAIBackend.Attempt.retryable("no HTTP response from \(url)") }
-            guard data.count <= 256 << 20 else { throw OpenAIBackend.Attempt.fatal("response over 256 MiB from \(url)") }
-            return HTTPExchange(status: http.statusCode, body: data)
+    }
+}
+
+/// One libcurl transfer: the options, the response body as it arrives, and a cancellation flag the progress callback
+/// reads (libcurl calls it about once a second while it waits, and on every chunk).
+final class CurlTransfer: @unchecked Sendable {
+    let url: String
+    let requestBody: Data?
+    let apiKey: String?
+    let timeoutSeconds: Double
+    private let lock = NSLock()
+    private var cancelled = false
+    private var received = Data()
+    private var tooLarge = false
+
+    init(url: String, body: Data?, apiKey: String?, timeoutSeconds: Double) {
+        self.url = url
+        self.requestBody = body
+        self.apiKey = apiKey
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    func cancel() { lock.withLock { cancelled = true } }
+    var isCancelled: Bool { lock.withLock { cancelled } }
+
+    /// Appends a chunk; false (abort) past ``HTTPExchange/maxBody``.
+    func append(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard received.count + bytes.count <= HTTPExchange.maxBody else { tooLarge = true; return false }
+        received.append(contentsOf: bytes)
+        return true
+    }
+
+    /// Runs the transfer on the calling thread (blocking).
+    func perform() -> Result<HTTPExchange, Error> {
+        guard HTTPExchange.curlReady, let handle = curl_easy_init() else {
+            return .failure(OpenAIBackend.Attempt.retryable("libcurl could not start a transfer (\(url))"))
+        }
+        var headers: UnsafeMutablePointer<curl_slist>? = nil
+        defer {
+            curl_slist_free_all(headers)
+            curl_easy_cleanup(handle)
+        }
+        let milliseconds = max(1, Int(min(timeoutSeconds, 30 * 86_400) * 1000))
+        _ = url.withCString { lc_set_pointer(handle, CURLOPT_URL, $0) }
+        _ = lc_set_long(handle, CURLOPT_NOSIGNAL, 1)
+        _ = lc_set_long(handle, CURLOPT_TIMEOUT_MS, milliseconds)
+        _ = lc_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, milliseconds)
+        _ = lc_set_long(handle, CURLOPT_FOLLOWLOCATION, 0)
+        if let requestBody {
+            _ = lc_set_long(handle, CURLOPT_POST, 1)
+            _ = lc_set_long(handle, CURLOPT_POSTFIELDSIZE, requestBody.count)
+            _ = requestBody.withUnsafeBytes { lc_set_pointer(handle, CURLOPT_COPYPOSTFIELDS, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)) }
+            headers = curl_slist_append(headers, "Content-Type: application/json")
+            headers = curl_slist_append(headers, "Expect:")   // no 100-continue round trip for large prompts
+        }
+        if let apiKey { headers = curl_slist_append(headers, "Authorization: Bearer \(apiKey)") }
+        if let headers { _ = lc_set_pointer(handle, CURLOPT_HTTPHEADER, headers) }
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        _ = lc_set_pointer(handle, CURLOPT_WRITEDATA, me)
+        _ = lc_set_write(handle) { data, size, count, user in
+            let transfer = Unmanaged<CurlTransfer>.fromOpaque(user!).takeUnretainedValue()
+            let n = size * count
+            return transfer.append(UnsafeRawBufferPointer(start: data, count: n)) ? n : 0
+        }
+        _ = lc_set_long(handle, CURLOPT_NOPROGRESS, 0)
+        _ = lc_set_pointer(handle, CURLOPT_XFERINFODATA, me)
+        _ = lc_set_progress(handle) { user, _, _, _, _ in
+            Unmanaged<CurlTransfer>.fromOpaque(user!).takeUnretainedValue().isCancelled ? 1 : 0
+        }
+        let code = withExtendedLifetime(self) { curl_easy_perform(handle) }
+        switch code {
+        case CURLE_OK:
+            return .success(HTTPExchange(status: lc_response_code(handle), body: received))
+        case CURLE_OPERATION_TIMEDOUT:
+            return .failure(OpenAIBackend.Attempt.retryable("timeout after \(timeoutSeconds) s (\(url), whole request, body included)"))
+        case CURLE_WRITE_ERROR where tooLarge:
+            return .failure(OpenAIBackend.Attempt.fatal("response over 256 MiB from \(url)"))
+        case CURLE_ABORTED_BY_CALLBACK:
+            return .failure(CancellationError())
+        default:
+            return .failure(OpenAIBackend.Attempt.retryable("\(url): \(String(cString: curl_easy_strerror(code)))"))
         }
     }
 }

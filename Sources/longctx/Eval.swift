@@ -77,7 +77,7 @@ struct EvalOptions: ParsableArguments {
         let tok = try Tokenizer.load(directory: try ModelResolver.resolve(tokenizer!))
         let key = ProcessInfo.processInfo.environment[apiKeyEnv]
         let name: String
-        if let servedModel { name = servedModel } else { name = try await OpenAIBackend.firstModel(url: endpoint!, apiKey: key) }
+        if let servedModel { name = servedModel } else { name = try await OpenAIBackend.firstModel(url: endpoint!, apiKey: key, timeoutSeconds: timeout) }
         var o = OpenAIBackend.Options()
         o.endpoint = api == "chat" ? .chat : .completions
         o.timeoutSeconds = timeout

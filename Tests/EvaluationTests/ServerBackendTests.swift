@@ -46,17 +46,56 @@ actor ScriptedBackend: CompletionBackend {
     }
 }
 
-/// Starts a server on 127.0.0.1 with a free port, runs `body`, and always stops the server.
+/// A task executor on its own threads. The in-process servers of these tests and the clients talking to them run on
+/// it rather than on Swift's cooperative pool, which has one thread per core: on a 2-core machine two other suites'
+/// blocking work (subprocess waits, BLAS) holds the whole pool for minutes, and a server on it answers nothing
+/// meanwhile (seen: `GET /v1/models` timing out while the full suite ran).
+final class DedicatedThreadsExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = DedicatedThreadsExecutor(threads: 4)
+
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    init(threads: Int) {
+        for i in 0..<threads {
+            let thread = Thread { [self] in self.work() }
+            thread.name = "test-server-\(i)"
+            thread.start()
+        }
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+
+/// Starts a server on 127.0.0.1 with a free port, runs `body`, and always stops the server; both on
+/// ``DedicatedThreadsExecutor``.
 func withServer<T: Sendable, C: RequestContext>(_ router: Router<C>, _ body: @Sendable (String) async throws -> T) async throws -> T
 where C.Source == ApplicationRequestContextSource {
     let (ports, cont) = AsyncStream<Int>.makeStream()
     let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                           onServerRunning: { ch in cont.yield(ch.localAddress?.port ?? 0) })
-    let task = Task { try await app.run() }
+    let executor = DedicatedThreadsExecutor.shared
+    let task = Task(executorPreference: executor) { try await app.run() }
     defer { task.cancel() }
     var it = ports.makeAsyncIterator()
     guard let port = await it.next() else { throw EvalError("server did not start") }
-    return try await body("http://127.0.0.1:\(port)")
+    return try await withTaskExecutorPreference(executor) { try await body("http://127.0.0.1:\(port)") }
 }
 
 @Suite(.serialized, .timeLimit(.minutes(10))) struct ServerBackendTests {
@@ -98,6 +137,19 @@ where C.Source == ApplicationRequestContextSource {
             #expect(r.prediction == byId[r.id]?.prediction)
             #expect(r.score == 1)
             #expect(r.servedPromptTokens == byId[r.id]?.servedPromptTokens)
+        }
+    }
+
+    /// A reply slower than a minute is waited for, up to the request's own timeout: Foundation's URLSession on Linux
+    /// gave up after its session-wide 60 s whatever the request asked for.
+    @Test func repliesSlowerThanAMinuteAreWaitedFor() async throws {
+        let server = OpenAIServer(backend: ScriptedBackend(delay: 62))
+        try await withServer(server.router()) { url in
+            let backend = OpenAIBackend(url: url, model: "scripted", apiKey: nil, options: Self.fastOptions(attempts: 1, timeout: 300))
+            let started = Date()
+            let r = try await backend.complete(CompletionRequest(prompt: "The pass key is 4242. " + String(repeating: "x", count: 60), maxTokens: 8))
+            #expect(r.text == " 4242.")
+            #expect(Date().timeIntervalSince(started) >= 62)
         }
     }
 
