@@ -148,19 +148,6 @@ public struct OpenAIBackend: CompletionBackend {
         return try Self.parse(bytes, endpoint: options.endpoint)
     }
 
-    /// Runs `operation`, giving up (a retryable timeout) once `seconds` have passed, however far it got.
-    static func within<T: Sendable>(_ seconds: Double, _ url: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await operation() }
-            group.addTask { try await Task.sleep(nanoseconds: UInt64(seconds * 1e9)); return nil }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                throw Attempt.retryable("timeout after \(seconds) s (\(url), whole request, body included)")
-            }
-            return value
-        }
-    }
-
     /// Not streamed: `onText` receives the whole text once the response is in.
     public func complete(_ r: CompletionRequest, onText: @Sendable (String) -> Bool) async throws -> CompletionResponse {
         let resp = try await completeWithRetries(r)
@@ -213,16 +200,14 @@ struct HTTPExchange: Sendable {
             throw OpenAIBackend.Attempt.fatal("not an http(s) URL: \(url)")
         }
         let transfer = CurlTransfer(url: url, body: body, apiKey: apiKey, timeoutSeconds: timeoutSeconds)
-        return try await OpenAIBackend.within(timeoutSeconds + 1, url) {
-            try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (done: CheckedContinuation<HTTPExchange, Error>) in
-                    let thread = Thread { done.resume(with: transfer.perform()) }
-                    thread.name = "longctx-http"
-                    thread.start()
-                }
-            } onCancel: {
-                transfer.cancel()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (done: CheckedContinuation<HTTPExchange, Error>) in
+                let thread = Thread { done.resume(with: transfer.perform()) }
+                thread.name = "longctx-http"
+                thread.start()
             }
+        } onCancel: {
+            transfer.cancel()
         }
     }
 }
@@ -269,9 +254,7 @@ final class CurlTransfer: @unchecked Sendable {
         let milliseconds = max(1, Int(min(timeoutSeconds, 30 * 86_400) * 1000))
         _ = url.withCString { lc_set_pointer(handle, CURLOPT_URL, $0) }
         _ = lc_set_long(handle, CURLOPT_NOSIGNAL, 1)
-        _ = lc_set_long(handle, CURLOPT_TIMEOUT_MS, milliseconds)
-        _ = lc_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, milliseconds)
-        _ = lc_set_long(handle, CURLOPT_FOLLOWLOCATION, 0)
+        _ = lc_set_long(handle, CURLOPT_TIMEOUT_MS, milliseconds)   // the whole exchange: connect, send, reply
         if let requestBody {
             _ = lc_set_long(handle, CURLOPT_POST, 1)
             _ = lc_set_long(handle, CURLOPT_POSTFIELDSIZE, requestBody.count)
@@ -293,7 +276,7 @@ final class CurlTransfer: @unchecked Sendable {
         _ = lc_set_progress(handle) { user, _, _, _, _ in
             Unmanaged<CurlTransfer>.fromOpaque(user!).takeUnretainedValue().isCancelled ? 1 : 0
         }
-        let code = withExtendedLifetime(self) { curl_easy_perform(handle) }
+        let code = curl_easy_perform(handle)
         switch code {
         case CURLE_OK:
             return .success(HTTPExchange(status: lc_response_code(handle), body: received))

@@ -19,12 +19,11 @@ public enum RetrievalCheck {
         samples == 1 ? [50] : (0..<samples).map { Double($0) * 100 / Double(samples - 1) }
     }
 
-    /// Accuracy per length (see ``results(modelDirectory:lengths:samples:perDepth:suite:seed:keys:progress:)``).
+    /// Accuracy per length (see ``results(modelDirectory:lengths:samples:perDepth:suite:seed:keys:layout:progress:)``).
     public static func run(modelDirectory: String, lengths: [Int], samples: Int, suite: NIAHSuite? = nil,
-                           seed: UInt64 = 42, keys: Passkey.Keys = .standard,
-                           layout: Passkey.Layout = .landmark) async throws -> [Row] {
+                           seed: UInt64 = 42, keys: Passkey.Keys = .standard) async throws -> [Row] {
         let results = try await results(modelDirectory: modelDirectory, lengths: lengths, samples: samples,
-                                        suite: suite, seed: seed, keys: keys, layout: layout)
+                                        suite: suite, seed: seed, keys: keys)
         return rows(results, lengths: lengths)
     }
 

@@ -6,7 +6,8 @@ import Foundation
 /// tokenizer on whole filler units (the original scripts count characters); depth is the filler fraction before the key.
 public enum Passkey {
     public static let task = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. I will quiz you about the important information there."
-    public static let filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+    /// One filler unit of the original prompt: its five sentences in order.
+    public static let filler = fillerSentences.joined(separator: " ")
     public static let question = "What is the pass key? The pass key is"
 
     public static func keyLine(_ k: Int) -> String { "The pass key is \(k). Remember it. \(k) is the pass key." }
@@ -39,7 +40,7 @@ public enum Passkey {
         }
     }
 
-    /// The five sentences of ``filler``, the units of the ``Layout/shuffled`` layout.
+    /// The five sentences of ``filler`` (the original scripts' filler), the units of the ``Layout/shuffled`` layout.
     public static let fillerSentences = ["The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.",
                                          "There and back again."]
 
