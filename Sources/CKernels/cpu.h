@@ -18,6 +18,9 @@ float ck512_exp_sub_sum(float *s, size_t n, float mx);
 void ck512_silu_mul(float *g, const float *u, size_t n);
 void ck512_rmsnorm_row(const float *x, const float *w, float *y, size_t n, float eps);
 void ck512_rope_row(float *v, size_t heads, size_t hd, const float *c, const float *s, size_t rd, float sin_sign);
+/* The two steps of ck_attention_decode's key blocks (hd a multiple of 16, g <= 4 heads; layout in attention_decode.c). */
+void ck512_decode_scores(const float *q, size_t g, size_t hd, float scale, const float *k, size_t nb, float *s);
+void ck512_decode_pv(const float *p, size_t g, size_t nb, const float *v, size_t hd, float *acc);
 
 /* The three steps of one key block of the fused attention tile (layout in attention.c), per instruction set. */
 typedef struct {

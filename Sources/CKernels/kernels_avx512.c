@@ -285,3 +285,85 @@ AVX512 static void pv_block512(const float *pt, size_t ld, size_t rows, const fl
 }
 
 const ck_tile_ops ck_tile_ops_avx512 = {qk_block512, softmax_block512, pv_block512};
+
+/* ---- one-query attention steps (attention_decode.c's driver; hd a multiple of 16) ---- */
+
+/* The sixteen lane sums of v[0..15], in order. */
+AVX512 static inline __m512 sum16x16(const __m512 *v) {
+    __m256 y[16];
+    for (int u = 0; u < 16; u++)
+        y[u] = _mm256_add_ps(_mm512_castps512_ps256(v[u]), _mm512_extractf32x8_ps(v[u], 1));
+    __m256 r[2];
+    for (int h = 0; h < 2; h++) {
+        const __m256 *w = y + 8 * h;
+        __m256 t0 = _mm256_hadd_ps(w[0], w[1]), t1 = _mm256_hadd_ps(w[2], w[3]);
+        __m256 t2 = _mm256_hadd_ps(w[4], w[5]), t3 = _mm256_hadd_ps(w[6], w[7]);
+        t0 = _mm256_hadd_ps(t0, t1);
+        t2 = _mm256_hadd_ps(t2, t3);
+        r[h] = _mm256_add_ps(_mm256_permute2f128_ps(t0, t2, 0x20), _mm256_permute2f128_ps(t0, t2, 0x31));
+    }
+    return _mm512_insertf32x8(_mm512_castps256_ps512(r[0]), r[1], 1);
+}
+
+AVX512 void ck512_decode_scores(const float *q, size_t g, size_t hd, float scale, const float *k, size_t nb,
+                                float *s) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (size_t j = 0; j < g; j++) {
+        const float *qj = q + j * hd;
+        float *sj = s + j * CK_DECODE_BLOCK;
+        size_t i = 0;
+        for (; i + 16 <= nb; i += 16) {
+            __m512 acc[16];
+            for (int u = 0; u < 16; u++) acc[u] = _mm512_setzero_ps();
+            for (size_t c = 0; c < hd; c += 16) {
+                __m512 qc = _mm512_loadu_ps(qj + c);
+                for (int u = 0; u < 16; u++) acc[u] = _mm512_fmadd_ps(qc, _mm512_loadu_ps(k + (i + u) * hd + c), acc[u]);
+            }
+            _mm512_storeu_ps(sj + i, _mm512_mul_ps(sum16x16(acc), vs));
+        }
+        for (; i < nb; i++) {
+            __m512 acc = _mm512_setzero_ps();
+            for (size_t c = 0; c < hd; c += 16)
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qj + c), _mm512_loadu_ps(k + i * hd + c), acc);
+            sj[i] = _mm512_reduce_add_ps(acc) * scale;
+        }
+    }
+}
+
+/* acc rows of G heads over NV·16 channels from c: Σ_i p·v. */
+AVX512 static inline __attribute__((always_inline)) void decode_pv512(const int G, const int NV, const float *p,
+                                                                     size_t nb, const float *v, size_t hd, size_t c,
+                                                                     float *acc) {
+    __m512 a[4][4];
+    for (int j = 0; j < G; j++)
+        for (int u = 0; u < NV; u++) a[j][u] = _mm512_loadu_ps(acc + j * hd + c + 16 * u);
+    for (size_t i = 0; i < nb; i++) {
+        __m512 vv[4];
+        for (int u = 0; u < NV; u++) vv[u] = _mm512_loadu_ps(v + i * hd + c + 16 * u);
+        for (int j = 0; j < G; j++) {
+            __m512 pj = _mm512_set1_ps(p[j * CK_DECODE_BLOCK + i]);
+            for (int u = 0; u < NV; u++) a[j][u] = _mm512_fmadd_ps(pj, vv[u], a[j][u]);
+        }
+    }
+    for (int j = 0; j < G; j++)
+        for (int u = 0; u < NV; u++) _mm512_storeu_ps(acc + j * hd + c + 16 * u, a[j][u]);
+}
+
+#define DECODE_PV_G(NV)                                                          \
+    switch (g) {                                                                 \
+    case 1: decode_pv512(1, NV, p, nb, v, hd, c, acc); break;                    \
+    case 2: decode_pv512(2, NV, p, nb, v, hd, c, acc); break;                    \
+    case 3: decode_pv512(3, NV, p, nb, v, hd, c, acc); break;                    \
+    default: decode_pv512(4, NV, p, nb, v, hd, c, acc); break;                   \
+    }
+
+AVX512 void ck512_decode_pv(const float *p, size_t g, size_t nb, const float *v, size_t hd, float *acc) {
+    for (size_t c = 0; c < hd; c += 64) {
+        switch ((hd - c) >= 64 ? 4 : (hd - c) / 16) {
+        case 4: DECODE_PV_G(4) break;
+        case 3: DECODE_PV_G(3) break;
+        case 2: DECODE_PV_G(2) break;
+        default: DECODE_PV_G(1) break;
+        }
+    }
+}

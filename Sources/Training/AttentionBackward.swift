@@ -94,7 +94,7 @@ public enum AttentionBackward {
         defer { extra.forEach { $0.0.deallocate(); $0.1.deallocate() } }
         nonisolated(unsafe) let dk = keyGradient, dv = valueGradient, buffers = extra
         let taskList = tasks
-        DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
+        Parallel.forEach(nWorkers, threads: nWorkers) { w in
             let dkw = w == 0 ? dk : buffers[w - 1].0, dvw = w == 0 ? dv : buffers[w - 1].1
             var scratch = Scratch(rows: AttentionBackward.queryBlock * shape.groupSize, headDim: shape.headDim,
                                   keyBlock: AttentionBackward.keyBlock)
@@ -269,14 +269,14 @@ extension AttentionBackward.Args {
                 let headOffset = kvh * kv.stride * hd
                 nonisolated(unsafe) let keys = kv.keys + headOffset, values = kv.values + headOffset
                 let blocks = b1 - b0, parts = min(workers, blocks)
-                DispatchQueue.concurrentPerform(iterations: parts) { w in
+                Parallel.forEach(parts, threads: parts) { w in
                     let first = b0 + blocks * w / parts, last = b0 + blocks * (w + 1) / parts
                     if last > first {
                         ck_attention_backward_pack(keys, values, kmax, hd, kb, first, last, pk + (first - b0) * blockFloats)
                     }
                 }
                 priv.update(repeating: 0, count: (nWorkers - 1) * 2 * headFloats)
-                DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
+                Parallel.forEach(nWorkers, threads: nWorkers) { w in
                     let dk = w == 0 ? dkAll + headOffset : priv + (w - 1) * 2 * headFloats
                     let dv = w == 0 ? dvAll + headOffset : dk + headFloats
                     var t = tiles - 1 - w

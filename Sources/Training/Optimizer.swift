@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import TensorCore
 
 // AdamW, global-norm gradient clipping and learning-rate schedules over flat f32 buffers.
 //
@@ -150,7 +151,7 @@ public struct AdamW: Sendable {
                         ck_adamw_update(p! + o, g! + o, mp! + o, vp! + o, range.count, &k, decays && k.decay != 1 ? 1 : 0)
                     }
                 }
-                if pieces.count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: pieces.count, execute: body) }
+                Parallel.forEach(pieces.count, threads: pieces.count, body)
             }
         }
     }

@@ -50,14 +50,18 @@ public struct KeyValueView: @unchecked Sendable {
 ///
 /// For each (key/value head, tile of `queryBlock` query positions), the `groupSize` query heads that share the
 /// key/value head are stacked into one `(queryBlock·groupSize) × headDim` matrix, then key blocks of `keyBlock`
-/// positions are visited in order with a running max and sum per query row. Two kernels do this:
+/// positions are visited in order with a running max and sum per query row. Three kernels do this:
+/// - decoding (calls of at most ``decodeQueries`` queries, every ``KernelPath``): `ck_attention_decode` reads the
+///   cached key and value rows in place, no packing, each row once for all heads of the group (16 keys' dot
+///   products per step and one horizontal-sum tree on AVX-512, 8 on AVX2); long caches are split across the
+///   workers and merged by log-sum-exp (flash-decoding).
 /// - fused (AVX2+FMA or AVX-512, chosen at run time by ``KernelPath``; `headDim` a multiple of 8, calls of ≥ 16
 ///   queries): `ck_attention_tile` keeps the score block transposed (`Sᵀ = K·Qᵀ`; 6 keys × 16 rows per register
 ///   tile on AVX2, 6 × 32 on AVX-512), so the softmax runs down the key axis with vertical vector operations in
 ///   base 2, then `O = O·corr + P·V` (6 rows × 16 channels per register tile on AVX2, 6 × 32 on AVX-512). Keys and
 ///   values are packed once per head per call and shared by all query tiles.
 /// - BLAS: `S = Q·Kᵀ·scale` and `O = O·corr + P·V` as single-threaded GEMMs around `ck_softmax_block`.
-/// Either way the result equals `softmax(QKᵀ·scale + mask)·V` as transformers' eager/sdpa attention computes it
+/// Each way the result equals `softmax(QKᵀ·scale + mask)·V` as transformers' eager/sdpa attention computes it
 /// (causal mask, optional sliding window), to f32 rounding.
 public enum BlockwiseAttention {
     public static let defaultQueryBlock = 64
@@ -80,7 +84,8 @@ public enum BlockwiseAttention {
     /// - `queryBlock`/`keyBlock`: tile sizes (query positions per tile, keys per block; `nil`: the path's default).
     /// - `fused`: use the fused register-tiled kernel (`ck_attention_tile`, on ``KernelPath/active``) where the
     ///   CPU has AVX2+FMA or AVX-512 and `headDim` is a multiple of 8; otherwise, or when `false`, each block runs as two BLAS GEMMs around
-    ///   `ck_softmax_block`. Both compute the same function to f32 rounding.
+    ///   `ck_softmax_block`. Both compute the same function to f32 rounding. Calls of at most ``decodeQueries``
+    ///   queries run the decoding kernel either way (on the active path, or the portable one when `false`).
     /// - `compute`: `.bf16` runs calls of ≥ 16 queries on AMX tiles where ``ComputePrecision/amxAttention(headDim:)``
     ///   (Q, K, V and the probabilities rounded to bf16, f32 accumulation: ``amxAttend(shape:query:queryStride:count:firstPosition:kv:causal:documentStart:output:outputStride:logSumExp:workers:queryBlock:)``);
     ///   otherwise, and always for `.f32`, the f32 paths above (`fused`, `keyBlock` then apply).
@@ -106,7 +111,8 @@ public enum BlockwiseAttention {
     /// ``attend(shape:query:queryStride:count:firstPosition:kv:causal:documentStart:output:outputStride:logSumExp:workers:queryBlock:keyBlock:fused:)``
     /// on a given kernel path: `.avx2`/`.avx512` run the fused tile of that instruction set (when `headDim` is a
     /// multiple of 8 and the call has ≥ 16 queries), `.portable` the BLAS tiles around `ck_softmax_block` (on the
-    /// active path). The path must be supported by the CPU.
+    /// active path); calls of at most ``decodeQueries`` queries run `ck_attention_decode` on that path. The path must
+    /// be supported by the CPU.
     static func attend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int,
                        count: Int, firstPosition: Int, kv: KeyValueView, causal: Bool = true,
                        documentStart: UnsafePointer<Int32>? = nil,
@@ -115,7 +121,7 @@ public enum BlockwiseAttention {
                        queryBlock: Int = defaultQueryBlock, keyBlock: Int? = nil, kernel: KernelPath) {
         guard count > 0 else { return }
         let g = shape.groupSize, hd = shape.headDim
-        // Decoding-sized calls keep the BLAS path: packing the keys/values would cost as much as using them once.
+        // Calls of under 16 queries do not pack: packing the keys/values would cost as much as using them once.
         let useFused = count >= 16 && ck_attention_fused_available_on(kernel.rawValue, hd) != 0
         let qb = max(1, queryBlock)
         let kb = max(1, keyBlock ?? (useFused ? defaultFusedKeyBlock : defaultKeyBlock))
@@ -130,7 +136,13 @@ public enum BlockwiseAttention {
         if count < 8 && workers > 1 && kv.count >= 2 * splitKeysMinimum {
             splitKeys(shape: shape, query: query, queryStride: queryStride, count: count, firstPosition: firstPosition,
                       kv: kv, causal: causal, documentStart: documentStart, output: output, outputStride: outputStride,
-                      logSumExp: logSumExp, workers: workers, queryBlock: qb, keyBlock: kb)
+                      logSumExp: logSumExp, workers: workers, queryBlock: qb, keyBlock: kb, kernel: kernel)
+            return
+        }
+        if count <= decodeQueries {
+            decodeAttend(shape: shape, query: query, queryStride: queryStride, count: count,
+                         firstPosition: firstPosition, kv: kv, causal: causal, documentStart: documentStart,
+                         output: output, outputStride: outputStride, logSumExp: logSumExp, kernel: kernel)
             return
         }
         let tiles = (count + qb - 1) / qb
@@ -149,7 +161,7 @@ public enum BlockwiseAttention {
         nonisolated(unsafe) let lse = logSumExp
         nonisolated(unsafe) let docStart = documentStart
         let taskList = tasks
-        DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
+        Parallel.forEach(nWorkers, threads: nWorkers) { w in
             let maxRows = qb * g
             let qTile = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * hd)
             let oTile = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * hd)
@@ -237,6 +249,32 @@ public enum BlockwiseAttention {
     /// Keys per worker below which decoding-sized calls are not split.
     static let splitKeysMinimum = 512
 
+    /// Calls of at most this many queries read the keys and values straight from the cache
+    /// (``decodeAttend(shape:query:queryStride:count:firstPosition:kv:causal:documentStart:output:outputStride:logSumExp:kernel:)``):
+    /// each query reads every visible key once, which beats packing or BLAS tiles only for a few queries.
+    static let decodeQueries = 4
+
+    /// A few queries (decoding) on the calling thread, one `ck_attention_decode_on` call per (query, key/value
+    /// head): the group's query heads scored against the cached key rows in place, online softmax, probability-
+    /// weighted value rows accumulated, log-sum-exp in `logSumExp`'s `count × heads` layout.
+    private static func decodeAttend(shape: AttentionShape, query: UnsafePointer<Float>, queryStride: Int, count: Int,
+                                     firstPosition: Int, kv: KeyValueView, causal: Bool,
+                                     documentStart: UnsafePointer<Int32>?, output: UnsafeMutablePointer<Float>,
+                                     outputStride: Int, logSumExp: UnsafeMutablePointer<Float>?, kernel: KernelPath) {
+        let g = shape.groupSize, hd = shape.headDim
+        let (lo, hi, _, _) = visibleKeys(shape: shape, count: count, firstPosition: firstPosition, kv: kv,
+                                         causal: causal, documentStart: documentStart)
+        for i in 0..<count {
+            for kvh in 0..<shape.kvHeads {
+                let head0 = kvh * g
+                ck_attention_decode_on(kernel.rawValue, query + i * queryStride + head0 * hd, g, hd, shape.scale,
+                                       kv.keys + kvh * kv.stride * hd, kv.values + kvh * kv.stride * hd,
+                                       Int(lo[i]), Int(hi[i]), output + i * outputStride + head0 * hd,
+                                       logSumExp.map { $0 + i * shape.heads + head0 })
+            }
+        }
+    }
+
     /// Decoding-sized calls over long caches (flash-decoding): the keys are cut into one contiguous range per worker,
     /// each range's attention runs single-threaded with its log-sum-exp, and the partial results are merged
     /// (``mergePartial(output:logSumExp:with:otherLogSumExp:rows:width:)``), so both cores read the KV cache.
@@ -244,7 +282,7 @@ public enum BlockwiseAttention {
                                   firstPosition: Int, kv: KeyValueView, causal: Bool,
                                   documentStart: UnsafePointer<Int32>?, output: UnsafeMutablePointer<Float>,
                                   outputStride: Int, logSumExp: UnsafeMutablePointer<Float>?, workers: Int,
-                                  queryBlock: Int, keyBlock: Int) {
+                                  queryBlock: Int, keyBlock: Int, kernel: KernelPath) {
         let parts = min(workers, kv.count / splitKeysMinimum), hd = shape.headDim
         let width = shape.heads * hd, rows = count * shape.heads
         let outs = UnsafeMutablePointer<Float>.allocate(capacity: parts * count * width)
@@ -252,16 +290,16 @@ public enum BlockwiseAttention {
         defer { outs.deallocate(); lses.deallocate() }
         nonisolated(unsafe) let q = query, docStart = documentStart, o = outs, l = lses
         let savedThreads = BLAS.threads
-        BLAS.threads = 1
-        defer { BLAS.threads = savedThreads }
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
+        if savedThreads != 1 { BLAS.threads = 1 }
+        defer { if savedThreads != 1 { BLAS.threads = savedThreads } }
+        Parallel.forEach(parts, threads: workers) { p in
             let a = kv.count * p / parts, b = kv.count * (p + 1) / parts
             let part = KeyValueView(keys: kv.keys + a * hd, values: kv.values + a * hd, stride: kv.stride, count: b - a,
                                     firstPosition: kv.firstPosition + a)
             attend(shape: shape, query: q, queryStride: queryStride, count: count, firstPosition: firstPosition,
                    kv: part, causal: causal, documentStart: docStart, output: o + p * count * width,
                    outputStride: width, logSumExp: l + p * rows, workers: 1, queryBlock: queryBlock,
-                   keyBlock: keyBlock, kernel: .portable)
+                   keyBlock: keyBlock, kernel: count <= decodeQueries ? kernel : .portable)
         }
         for p in 1..<parts {
             mergePartial(output: outs, logSumExp: lses, with: outs + p * count * width, otherLogSumExp: lses + p * rows,
@@ -317,11 +355,11 @@ public enum BlockwiseAttention {
         for kvh in 0..<shape.kvHeads {
             nonisolated(unsafe) let kp = kv.keys + kvh * kv.stride * hd, vp = kv.values + kvh * kv.stride * hd
             let blocks = b1 - b0, parts = min(workers, max(1, blocks)), keyCount = kmax
-            DispatchQueue.concurrentPerform(iterations: parts) { w in
+            Parallel.forEach(parts, threads: workers) { w in
                 let a = b0 + blocks * w / parts, b = b0 + blocks * (w + 1) / parts
                 if b > a { ck_attention_amx_pack(kp, vp, keyCount, hd, a, b, pk + (a - b0) * blockCount) }
             }
-            DispatchQueue.concurrentPerform(iterations: min(workers, tiles)) { w in
+            Parallel.forEach(min(workers, tiles), threads: workers) { w in
                 let scratch = UnsafeMutableRawPointer.allocate(byteCount: ck_attention_amx_scratch(qb * g, hd),
                                                                alignment: 64)
                 defer { scratch.deallocate() }
@@ -363,11 +401,11 @@ public enum BlockwiseAttention {
             let keys = kv.keys + kvh * kv.stride * hd, values = kv.values + kvh * kv.stride * hd
             nonisolated(unsafe) let kp = keys, vp = values
             let blocks = b1 - b0, parts = min(workers, max(1, blocks)), keyCount = kmax
-            DispatchQueue.concurrentPerform(iterations: parts) { w in
+            Parallel.forEach(parts, threads: workers) { w in
                 let lo = b0 + blocks * w / parts, hi = b0 + blocks * (w + 1) / parts
                 if hi > lo { ck_attention_pack(kp, vp, keyCount, hd, kb, lo, hi, pk + (lo - b0) * blockFloats) }
             }
-            DispatchQueue.concurrentPerform(iterations: min(workers, tiles)) { w in
+            Parallel.forEach(min(workers, tiles), threads: workers) { w in
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: ck_attention_scratch(qb * g, hd, kb))
                 defer { scratch.deallocate() }
                 ranges.0.withUnsafeBufferPointer { lo in ranges.1.withUnsafeBufferPointer { hi in

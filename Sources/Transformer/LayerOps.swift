@@ -47,7 +47,7 @@ public enum LayerOps {
                            b: bj, ldb: ldb, beta: beta, c: cp + lo, ldc: ldc)
             }
         }
-        if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+        Parallel.forEach(parts, threads: workers, body)
     }
 
     /// Runs `body` on up to `workers` contiguous ranges of `0 ..< count` at once: a static split into equal ranges
@@ -59,7 +59,7 @@ public enum LayerOps {
         let size = ((count + parts - 1) / parts + grain - 1) / grain * grain
         withoutActuallyEscaping(body) { body in
             nonisolated(unsafe) let run = body
-            DispatchQueue.concurrentPerform(iterations: parts) { p in
+            Parallel.forEach(parts, threads: workers) { p in
                 let lo = min(count, p * size), hi = min(count, lo + size)
                 if lo < hi { run(lo ..< hi) }
             }

@@ -89,14 +89,14 @@ extension LayerOps {
             // Packing a small block is cheaper than waking a second thread.
             let packParts = job.pointee.kb &* job.pointee.nb >= 1 << 15 ? min(workers, ck_sgemm_pack_parts(j)) : 1
             if packParts > 1 {
-                DispatchQueue.concurrentPerform(iterations: packParts) { ck_sgemm_pack(j, $0, packParts) }
+                Parallel.forEach(packParts, threads: workers) { ck_sgemm_pack(j, $0, packParts) }
             } else {
                 ck_sgemm_pack(j, 0, 1)
             }
             let computing = computeWorkers ?? (path == CK_SGEMM_AMX ? min(workers, GemmEngine.amxWorkers) : workers)
             let parts = max(1, min(computing, ck_sgemm_compute_parts(j)))
             if parts > 1 {
-                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                Parallel.forEach(parts, threads: workers) { p in
                     precondition(ck_sgemm_compute(j, p, parts) == 0, "ck_sgemm: out of memory for the packed panels")
                 }
             } else {

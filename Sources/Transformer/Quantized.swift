@@ -223,7 +223,7 @@ struct QuantizedRows: @unchecked Sendable {
                 let lo = i * size, n = min(p.rows, lo + size) - lo
                 if n > 0 { p.multiply(rows: lo, n, xq: xqp, xd: xdp, into: out + lo) }
             }
-            if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+            Parallel.forEach(parts, threads: workers, body)
             base += p.rows
         }
     }

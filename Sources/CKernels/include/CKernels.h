@@ -57,6 +57,17 @@ int ck_cpu_avx512_bf16(void);
 /* The CPU's flags that matter to these kernels, space-separated ("avx2 fma f16c avx512f ..."), NUL-terminated. */
 void ck_cpu_flags(char *buf, size_t n);
 
+/* ---- Fork-join pool for short parallel regions (parallel.c) ----
+   ck_parallel_run calls fn(ctx, i) once for every i in 0 ..< n, on the calling thread and on up to threads - 1
+   helper threads (started on first use, kept; idle helpers spin about 0.4 ms, then sleep), and returns when all
+   calls have returned: 1. Returns 0 without calling anything when the pool is running another job (a nested or
+   concurrent call: run the work some other way) or n does not fit in 32 bits. Which thread runs which index is
+   not fixed: results must not depend on it. */
+typedef void (*ck_parallel_fn)(void *ctx, size_t index);
+int ck_parallel_run(size_t n, size_t threads, ck_parallel_fn fn, void *ctx);
+/* Helper threads started so far. */
+int ck_parallel_helpers(void);
+
 /* ---- Transformer kernels (attention.c, kernels_avx512.c) ----
    All f32, row-major. */
 
@@ -132,6 +143,21 @@ void ck_attention_tile_on(int path, const float *q, size_t q_stride, size_t quer
                           float scale, const float *packed, size_t first_block, const int32_t *key_lo,
                           const int32_t *key_hi, size_t kb, float *out, size_t out_stride, float *lse,
                           size_t lse_stride, float *scratch);
+
+/* ---- One-query attention straight from the cache (attention_decode.c; AVX-512 steps in kernels_avx512.c) ----
+   Attention of one query position's `group` heads (rows of hd floats at q + j*hd) that share one key/value head,
+   against that head's keys and values k, v (key i at k + i*hd, v + i*hd) for keys lo ..< hi, without packing
+   them (decoding): blocks of CK_DECODE_BLOCK keys, scores q·k·scale, an online softmax, out += p·v with each key and
+   value row read once for all heads of the group. Writes out (group rows of hd floats at out + j*hd) = the softmax-
+   weighted values, and lse[j] (when lse is not NULL) = the natural-log normaliser, the layout
+   BlockwiseAttention.mergePartial takes; an empty range gives zeros and -INFINITY. Portable C on any hd; AVX2
+   when hd is a multiple of 8, AVX-512 when a multiple of 16 (else the next lower path). Matches softmax(q·Kᵀ·scale)·V
+   (transformers' eager attention over the visible keys) to f32 rounding. */
+#define CK_DECODE_BLOCK 128
+void ck_attention_decode(const float *q, size_t group, size_t hd, float scale, const float *k, const float *v,
+                         size_t lo, size_t hi, float *out, float *lse);
+void ck_attention_decode_on(int path, const float *q, size_t group, size_t hd, float scale, const float *k,
+                            const float *v, size_t lo, size_t hi, float *out, float *lse);
 
 /* ---- Quantized matrix-vector products for decoding (quant.c) ----
    A rows x k matrix (k a multiple of 32) in blocks of 32 along k, stored split for vector loads:
