@@ -343,6 +343,33 @@ func attention(_ n: Int, mode: String, keyBlock: Int?) {
     print("{\"bench\":\"attention\",\"n\":\(n),\"mode\":\"\(mode)\",\"seconds\":\(t),\"gflops\":\(flops / t / 1e9),\(kernelJSON)}")
 }
 
+/// One decoded token's attention over a cache of `n` positions, SmolLM-shaped (30 layers of 9/3 heads of 64, each
+/// layer its own f32 cache, so the keys/values come from memory as in decoding; `LAYERS` changes the count): best of `REPS` (default 5) timed
+/// tokens, with the cache bytes read per second. `kernel`: the active path, or `.portable` for the portable C.
+func attentionDecode(_ n: Int, kernel: KernelPath) {
+    let shape = AttentionShape(heads: 9, kvHeads: 3, headDim: 64), layers = environment("LAYERS", 30)
+    let width = shape.heads * shape.headDim, kvSize = shape.kvHeads * n * shape.headDim
+    var r = SeededRandom(seed: 5)
+    let q = (0..<width).map { _ in r.normal() }
+    let caches = (0..<layers).map { _ in (0..<(2 * kvSize)).map { _ in r.normal() } }
+    var out = [Float](repeating: 0, count: width)
+    let workers = environment("WORKERS", 2), reps = environment("REPS", 5)
+    let t = q.withUnsafeBufferPointer { qp in out.withUnsafeMutableBufferPointer { op in
+        (0..<reps).map { _ in seconds {
+            for cache in caches {
+                cache.withUnsafeBufferPointer { c in
+                    let kv = KeyValueView(keys: c.baseAddress!, values: c.baseAddress! + kvSize, stride: n, count: n)
+                    BlockwiseAttention.attend(shape: shape, query: qp.baseAddress!, queryStride: width, count: 1,
+                                              firstPosition: n - 1, kv: kv, output: op.baseAddress!,
+                                              outputStride: width, workers: workers, fused: kernel != .portable)
+                }
+            }
+        } }.min()!
+    }}
+    let bytes = Double(layers * 2 * kvSize * 4)
+    print("{\"bench\":\"attention-decode\",\"n\":\(n),\"kernel\":\"\(kernel)\",\"workers\":\(workers),\"ms_per_token\":\(t * 1000),\"cache_gb_per_s\":\(bytes / t / 1e9),\(kernelJSON)}")
+}
+
 /// The attention backward of one causal SmolLM-shaped layer (9/3 heads of 64) over `n` positions, after the
 /// forward that gives it its output and log-sum-exp: best of `REPS` (default 1) timed calls.
 func attentionBackward(_ n: Int, kernel: KernelPath) {
@@ -491,6 +518,10 @@ case "attention":
     // attention N [fused|blas|amx] [keyBlock]
     attention(Int(args[2]) ?? 16384, mode: args.count > 3 ? args[3] : "fused",
               keyBlock: args.count > 4 ? Int(args[4]) : nil)
+case "attention-decode":
+    // attention-decode N [portable]: one token's attention over N cached positions, 30 layers, on the active kernel
+    // path (LONGCTX_KERNELS=avx2 picks a lower one) or the portable C
+    attentionDecode(Int(args[2]) ?? 16384, kernel: args.count > 3 && args[3] == "portable" ? .portable : .active)
 case "attention-backward":
     let kernels: [String: KernelPath] = ["blas": .portable, "portable": .portable, "avx2": .avx2, "avx512": .avx512]
     let best = AttentionBackward.kernel(headDim: 64)
@@ -536,6 +567,6 @@ case "ruler-prep":
     try rulerPrep(tokenizerDir: args[2], length: Int(args[3]) ?? 131072, tasks: args[4].split(separator: ",").map(String.init),
                   samples: args.count > 5 ? Int(args[5]) ?? 2 : 2, config: args.count > 6 ? args[6] : "eval/ruler.json")
 default:
-    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | gemm-bf16 M N K | attention N [fused|blas] [keyBlock] | attention-backward N [blas|avx2|avx512] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | train N [DIR] [--recompute] [--steps S] | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
+    FileHandle.standardError.write(Data("usage: longctx-bench sgemm N [threads] | st-read FILE | st-write FILE MB | prefill DIR N [decode] | gemm M N K [t] | gemm-bf16 M N K | attention N [fused|blas] [keyBlock] | attention-decode N [portable] | attention-backward N [blas|avx2|avx512] | lora-pair BASE OUT [rank] [noise] | lora-error BASE TUNED ADAPTER | train N [DIR] [--recompute] [--steps S] | ruler-prep TOKENIZER_DIR LENGTH TASKS [samples] [config]\n".utf8))
     exit(2)
 }
