@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -103,6 +104,16 @@ int ck_parallel_run(size_t n, size_t threads, ck_parallel_fn fn, void *ctx) {
     if (n >= 0xFFFFFFFFu) return 0;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) return 0;
+    /* No more threads than online CPUs (as Dispatch's width): spinning helpers beyond that only take turns. The
+       count is read once (glibc reads it from /sys on every sysconf call). */
+    static atomic_long cpus;
+    long c = atomic_load_explicit(&cpus, memory_order_relaxed);
+    if (c == 0) {
+        c = sysconf(_SC_NPROCESSORS_ONLN);
+        if (c < 1) c = 1;
+        atomic_store_explicit(&cpus, c, memory_order_relaxed);
+    }
+    if (threads > (size_t)c) threads = (size_t)c;
     if (threads > 1) grow((int)threads - 1);
     atomic_store_explicit(&pool.fn, fn, memory_order_relaxed);
     atomic_store_explicit(&pool.ctx, ctx, memory_order_relaxed);

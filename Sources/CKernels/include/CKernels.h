@@ -59,7 +59,8 @@ void ck_cpu_flags(char *buf, size_t n);
 
 /* ---- Fork-join pool for short parallel regions (parallel.c) ----
    ck_parallel_run calls fn(ctx, i) once for every i in 0 ..< n, on the calling thread and on up to threads - 1
-   helper threads (started on first use, kept; idle helpers spin about 0.4 ms, then sleep), and returns when all
+   helper threads (no more than the online CPUs in all; started on first use, kept; idle helpers spin about
+   0.4 ms, then sleep), and returns when all
    calls have returned: 1. Returns 0 without calling anything when the pool is running another job (a nested or
    concurrent call: run the work some other way) or n does not fit in 32 bits. Which thread runs which index is
    not fixed: results must not depend on it. */
