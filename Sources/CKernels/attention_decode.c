@@ -9,9 +9,6 @@
 
 /* Heads of one group handled together (the steps keep 4 heads' accumulators in registers). */
 #define DECODE_HEADS 4
-/* Keys ahead whose rows the steps prefetch (the hardware prefetcher alone left the cache read at about half the
-   memory bandwidth); prefetches past the cache's end never fault. */
-#define DECODE_PREFETCH_KEYS 32
 
 /* ---- portable steps ---- */
 
@@ -71,7 +68,7 @@ AVX2 static void scores_avx2(const float *q, size_t g, size_t hd, float scale, c
             /* The first head streams the keys from memory: fetch ahead (past the block: the next one's). */
             if (j == 0)
                 for (size_t b = 0; b < 8 * hd; b += 16)
-                    _mm_prefetch((const char *)(k + (i + DECODE_PREFETCH_KEYS) * hd + b), _MM_HINT_T0);
+                    prefetch_ahead(k, (i + DECODE_PREFETCH_KEYS) * hd + b);
             for (int u = 0; u < 8; u++) acc[u] = _mm256_setzero_ps();
             for (size_t c = 0; c < hd; c += 8) {
                 __m256 qc = _mm256_loadu_ps(qj + c);
@@ -99,7 +96,7 @@ AVX2 static INLINE void pv_avx2_g(const int G, const float *p, size_t nb, const 
     for (size_t i = 0; i < nb; i++) {
         if (c == 0)
             for (size_t b = 0; b < hd; b += 16)
-                _mm_prefetch((const char *)(v + (i + DECODE_PREFETCH_KEYS) * hd + b), _MM_HINT_T0);
+                prefetch_ahead(v, (i + DECODE_PREFETCH_KEYS) * hd + b);
         __m256 v0 = _mm256_loadu_ps(v + i * hd + c), v1 = _mm256_loadu_ps(v + i * hd + c + 8);
         for (int j = 0; j < G; j++) {
             __m256 pj = _mm256_broadcast_ss(p + j * CK_DECODE_BLOCK + i);

@@ -288,9 +288,6 @@ const ck_tile_ops ck_tile_ops_avx512 = {qk_block512, softmax_block512, pv_block5
 
 /* ---- one-query attention steps (attention_decode.c's driver; hd a multiple of 16) ---- */
 
-/* Keys ahead whose rows are prefetched, as in attention_decode.c. */
-#define DECODE_PREFETCH_KEYS 32
-
 /* The sixteen lane sums of v[0..15], in order. */
 AVX512 static inline __m512 sum16x16(const __m512 *v) {
     __m256 y[16];
@@ -320,7 +317,7 @@ AVX512 void ck512_decode_scores(const float *q, size_t g, size_t hd, float scale
             /* The first head streams the keys from memory: fetch 32 keys ahead (past the block: the next one's). */
             if (j == 0)
                 for (size_t b = 0; b < 16 * hd; b += 16)
-                    _mm_prefetch((const char *)(k + (i + DECODE_PREFETCH_KEYS) * hd + b), _MM_HINT_T0);
+                    prefetch_ahead(k, (i + DECODE_PREFETCH_KEYS) * hd + b);
             for (int u = 0; u < 16; u++) acc[u] = _mm512_setzero_ps();
             for (size_t c = 0; c < hd; c += 16) {
                 __m512 qc = _mm512_loadu_ps(qj + c);
@@ -348,7 +345,7 @@ AVX512 static inline __attribute__((always_inline)) void decode_pv512(const int 
         __m512 vv[4];
         if (c == 0)
             for (size_t b = 0; b < hd; b += 16)
-                _mm_prefetch((const char *)(v + (i + DECODE_PREFETCH_KEYS) * hd + b), _MM_HINT_T0);
+                prefetch_ahead(v, (i + DECODE_PREFETCH_KEYS) * hd + b);
         for (int u = 0; u < NV; u++) vv[u] = _mm512_loadu_ps(v + i * hd + c + 16 * u);
         for (int j = 0; j < G; j++) {
             __m512 pj = _mm512_set1_ps(p[j * CK_DECODE_BLOCK + i]);

@@ -52,7 +52,7 @@ public struct KeyValueView: @unchecked Sendable {
 /// key/value head are stacked into one `(queryBlock·groupSize) × headDim` matrix, then key blocks of `keyBlock`
 /// positions are visited in order with a running max and sum per query row. Three kernels do this:
 /// - decoding (calls of at most ``decodeQueries`` queries, every ``KernelPath``): `ck_attention_decode` reads the
-///   cached key and value rows in place, no packing, each row once for all heads of the group (16 keys' dot
+///   cached key and value rows in place, no packing, each row once per four heads of the group (16 keys' dot
 ///   products per step and one horizontal-sum tree on AVX-512, 8 on AVX2); long caches are split across the
 ///   workers and merged by log-sum-exp (flash-decoding).
 /// - fused (AVX2+FMA or AVX-512, chosen at run time by ``KernelPath``; `headDim` a multiple of 8, calls of ≥ 16

@@ -45,6 +45,31 @@ import Testing
         #expect(total.load(ordering: .relaxed) == 4 * 100 * 3 * 5)
     }
 
+    /// An index that outlasts the waiting caller's spin (0.4 ms) is waited for on the condition variable, woken by
+    /// the thread that finishes the last index.
+    @Test func slowIndicesAreWaitedFor() {
+        for _ in 0..<20 {
+            let hits = Mutex([Int](repeating: 0, count: 3))
+            Parallel.forEach(3, threads: 2) { i in
+                if i == 2 { Thread.sleep(forTimeInterval: 0.002) }
+                hits.withLock { $0[i] += 1 }
+            }
+            #expect(hits.withLock { $0 } == [1, 1, 1])
+        }
+    }
+
+    /// One thread: every index in order on the calling thread.
+    @Test func oneThreadRunsInOrderOnTheCaller() {
+        let caller = pthread_self()
+        var order = [Int](), others = 0
+        Parallel.forEach(50, threads: 1) { i in
+            order.append(i)
+            if pthread_equal(pthread_self(), caller) == 0 { others += 1 }
+        }
+        #expect(order == Array(0..<50))
+        #expect(others == 0)
+    }
+
     /// After the helpers have gone to sleep (over 0.4 ms idle), a new job wakes them and completes.
     @Test func jobsAfterIdleComplete() {
         for _ in 0..<5 {

@@ -59,8 +59,8 @@ void ck_cpu_flags(char *buf, size_t n);
 
 /* ---- Fork-join pool for short parallel regions (parallel.c) ----
    ck_parallel_run calls fn(ctx, i) once for every i in 0 ..< n, on the calling thread and on up to threads - 1
-   helper threads (no more than the online CPUs in all; started on first use, kept; idle helpers spin about
-   0.4 ms, then sleep), and returns when all
+   helper threads (no more than the CPUs the process may run on, in all; started on first use, kept; idle helpers
+   spin about 0.4 ms, then sleep, as does a caller waiting that long for the last index), and returns when all
    calls have returned: 1. Returns 0 without calling anything when the pool is running another job (a nested or
    concurrent call: run the work some other way) or n does not fit in 32 bits. Which thread runs which index is
    not fixed: results must not depend on it. */
@@ -149,7 +149,8 @@ void ck_attention_tile_on(int path, const float *q, size_t q_stride, size_t quer
    Attention of one query position's `group` heads (rows of hd floats at q + j*hd) that share one key/value head,
    against that head's keys and values k, v (key i at k + i*hd, v + i*hd) for keys lo ..< hi, without packing
    them (decoding): blocks of CK_DECODE_BLOCK keys, scores q·k·scale, an online softmax, out += p·v with each key and
-   value row read once for all heads of the group. Writes out (group rows of hd floats at out + j*hd) = the softmax-
+   value row read once per four heads of the group (larger groups run in chunks of four). Writes out (group rows of
+   hd floats at out + j*hd; must not overlap q) = the softmax-
    weighted values, and lse[j] (when lse is not NULL) = the natural-log normaliser, the layout
    BlockwiseAttention.mergePartial takes; an empty range gives zeros and -INFINITY. Portable C on any hd; AVX2
    when hd is a multiple of 8, AVX-512 when a multiple of 16 (else the next lower path). Matches softmax(q·Kᵀ·scale)·V
