@@ -1,5 +1,5 @@
-/* One-query attention read straight from the key/value cache (decoding): the driver with its online softmax,
-   and the two steps per key block (scores, probability-weighted values) in portable C and AVX2+FMA; the AVX-512
+/* One-query attention read straight from the key/value cache (decoding): the driver (its online softmax is
+   ck_softmax_block_on, the blockwise path's), and the two steps per key block (scores, probability-weighted values) in portable C and AVX2+FMA; the AVX-512
    steps are in kernels_avx512.c. See ck_attention_decode in CKernels.h. */
 #include "CKernels.h"
 #include "cpu.h"
@@ -138,25 +138,6 @@ AVX2 static void pv_avx2(const float *p, size_t g, size_t nb, const float *v, si
 typedef void (*scores_step)(const float *, size_t, size_t, float, const float *, size_t, float *);
 typedef void (*pv_step)(const float *, size_t, size_t, const float *, size_t, float *);
 
-static float row_max(const float *s, size_t n) {
-    float m[4] = { -INFINITY, -INFINITY, -INFINITY, -INFINITY };
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int u = 0; u < 4; u++) m[u] = s[i + u] > m[u] ? s[i + u] : m[u];
-    for (; i < n; i++) m[0] = s[i] > m[0] ? s[i] : m[0];
-    float a = m[0] > m[1] ? m[0] : m[1], b = m[2] > m[3] ? m[2] : m[3];
-    return a > b ? a : b;
-}
-
-static float row_sum(const float *s, size_t n) {
-    float a[8] = { 0 };
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int u = 0; u < 8; u++) a[u] += s[i + u];
-    for (; i < n; i++) a[0] += s[i];
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
 void ck_attention_decode_on(int path, const float *q, size_t group, size_t hd, float scale, const float *k,
                             const float *v, size_t lo, size_t hi, float *out, float *lse) {
     if (path == CK_PATH_AVX512 && hd % 16 != 0) path = CK_PATH_AVX2;
@@ -166,25 +147,21 @@ void ck_attention_decode_on(int path, const float *q, size_t group, size_t hd, f
     float s[DECODE_HEADS * CK_DECODE_BLOCK];
     for (size_t g0 = 0; g0 < group; g0 += DECODE_HEADS) {
         size_t g = group - g0 < DECODE_HEADS ? group - g0 : DECODE_HEADS;
-        float m[DECODE_HEADS], l[DECODE_HEADS];
+        float m[DECODE_HEADS], l[DECODE_HEADS], corr[DECODE_HEADS];
+        int32_t first[DECODE_HEADS] = { 0 }, past[DECODE_HEADS];
         float *acc = out + g0 * hd;
         memset(acc, 0, g * hd * sizeof(float));
         for (size_t j = 0; j < g; j++) { m[j] = -INFINITY; l[j] = 0; }
         for (size_t k0 = lo; k0 < hi; k0 += CK_DECODE_BLOCK) {
             size_t nb = hi - k0 < CK_DECODE_BLOCK ? hi - k0 : CK_DECODE_BLOCK;
             scores(q + g0 * hd, g, hd, scale, k + k0 * hd, nb, s);
+            /* Every key of the block is visible to every head: the blockwise path's online-softmax step. */
+            for (size_t j = 0; j < g; j++) past[j] = (int32_t)nb;
+            ck_softmax_block_on(path, s, g, nb, CK_DECODE_BLOCK, first, past, m, l, corr);
             for (size_t j = 0; j < g; j++) {
-                float *row = s + j * CK_DECODE_BLOCK;
-                float mx = row_max(row, nb), mnew = mx > m[j] ? mx : m[j];
-                float corr = m[j] == -INFINITY ? 0.0f : expf(m[j] - mnew);
-                for (size_t i = 0; i < nb; i++) row[i] -= mnew;
-                ck_exp_on(path, row, row, nb);
-                l[j] = l[j] * corr + row_sum(row, nb);
-                m[j] = mnew;
-                if (corr != 1.0f) {
-                    float *a = acc + j * hd;
-                    for (size_t c = 0; c < hd; c++) a[c] *= corr;
-                }
+                if (corr[j] == 1.0f) continue;
+                float *a = acc + j * hd;
+                for (size_t c = 0; c < hd; c++) a[c] *= corr[j];
             }
             pv(s, g, nb, v + k0 * hd, hd, acc);
         }

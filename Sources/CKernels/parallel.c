@@ -168,5 +168,3 @@ int ck_parallel_run(size_t n, size_t threads, ck_parallel_fn fn, void *ctx) {
     atomic_store_explicit(&pool.busy, 0, memory_order_release);
     return 1;
 }
-
-int ck_parallel_helpers(void) { return atomic_load(&pool.helpers); }

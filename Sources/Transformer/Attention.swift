@@ -299,7 +299,7 @@ public enum BlockwiseAttention {
             attend(shape: shape, query: q, queryStride: queryStride, count: count, firstPosition: firstPosition,
                    kv: part, causal: causal, documentStart: docStart, output: o + p * count * width,
                    outputStride: width, logSumExp: l + p * rows, workers: 1, queryBlock: queryBlock,
-                   keyBlock: keyBlock, kernel: count <= decodeQueries ? kernel : .portable)
+                   keyBlock: keyBlock, kernel: kernel)
         }
         for p in 1..<parts {
             mergePartial(output: outs, logSumExp: lses, with: outs + p * count * width, otherLogSumExp: lses + p * rows,

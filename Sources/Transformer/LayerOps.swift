@@ -32,22 +32,20 @@ public enum LayerOps {
                          beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workers: Int) {
         let parts = m &* n &* k >= 1 << 16 ? max(1, min(workers, n / 64)) : 1
         let slab = ((n + parts - 1) / parts + 15) / 16 * 16
-        nonisolated(unsafe) let ap = a, bp = b, cp = c
-        let body: @Sendable (Int) -> Void = { p in
+        Parallel.forEach(parts, threads: workers) { p in
             let lo = p * slab, cols = min(n, lo + slab) - lo
             guard cols > 0 else { return }
             // Column j of op(B) is row j of B when transposed, column j otherwise.
-            let bj = transB ? bp + lo * ldb : bp + lo
+            let bj = transB ? b + lo * ldb : b + lo
             if m == 1 && !transA {
                 // One row: y = op(B)ᵀ·a is a matrix-vector product (sgemm with m = 1 is slower than gemv).
                 BLAS.sgemv(trans: !transB, m: transB ? cols : k, n: transB ? k : cols, alpha: alpha, a: bj, lda: ldb,
-                           x: ap, beta: beta, y: cp + lo)
+                           x: a, beta: beta, y: c + lo)
             } else {
-                BLAS.sgemm(transA: transA, transB: transB, m: m, n: cols, k: k, alpha: alpha, a: ap, lda: lda,
-                           b: bj, ldb: ldb, beta: beta, c: cp + lo, ldc: ldc)
+                BLAS.sgemm(transA: transA, transB: transB, m: m, n: cols, k: k, alpha: alpha, a: a, lda: lda,
+                           b: bj, ldb: ldb, beta: beta, c: c + lo, ldc: ldc)
             }
         }
-        Parallel.forEach(parts, threads: workers, body)
     }
 
     /// Runs `body` on up to `workers` contiguous ranges of `0 ..< count` at once: a static split into equal ranges
@@ -57,12 +55,9 @@ public enum LayerOps {
         let parts = max(1, min(workers, count / max(grain, 8)))
         guard parts > 1 else { body(0 ..< count); return }
         let size = ((count + parts - 1) / parts + grain - 1) / grain * grain
-        withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let run = body
-            Parallel.forEach(parts, threads: workers) { p in
-                let lo = min(count, p * size), hi = min(count, lo + size)
-                if lo < hi { run(lo ..< hi) }
-            }
+        Parallel.forEach(parts, threads: workers) { p in
+            let lo = min(count, p * size), hi = min(count, lo + size)
+            if lo < hi { body(lo ..< hi) }
         }
     }
 

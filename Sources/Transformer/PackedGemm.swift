@@ -87,20 +87,12 @@ extension LayerOps {
         for block in 0..<Int(blocks) {
             ck_sgemm_block(job, block)
             // Packing a small block is cheaper than waking a second thread.
-            let packParts = job.pointee.kb &* job.pointee.nb >= 1 << 15 ? min(workers, ck_sgemm_pack_parts(j)) : 1
-            if packParts > 1 {
-                Parallel.forEach(packParts, threads: workers) { ck_sgemm_pack(j, $0, packParts) }
-            } else {
-                ck_sgemm_pack(j, 0, 1)
-            }
+            let packParts = job.pointee.kb &* job.pointee.nb >= 1 << 15 ? max(1, min(workers, ck_sgemm_pack_parts(j))) : 1
+            Parallel.forEach(packParts, threads: workers) { ck_sgemm_pack(j, $0, packParts) }
             let computing = computeWorkers ?? (path == CK_SGEMM_AMX ? min(workers, GemmEngine.amxWorkers) : workers)
             let parts = max(1, min(computing, ck_sgemm_compute_parts(j)))
-            if parts > 1 {
-                Parallel.forEach(parts, threads: workers) { p in
-                    precondition(ck_sgemm_compute(j, p, parts) == 0, "ck_sgemm: out of memory for the packed panels")
-                }
-            } else {
-                precondition(ck_sgemm_compute(j, 0, 1) == 0, "ck_sgemm: out of memory for the packed panels")
+            Parallel.forEach(parts, threads: workers) { p in
+                precondition(ck_sgemm_compute(j, p, parts) == 0, "ck_sgemm: out of memory for the packed panels")
             }
         }
         return true

@@ -218,12 +218,11 @@ struct QuantizedRows: @unchecked Sendable {
         for p in parts {
             let parts = max(1, min(workers, p.rows / 256))
             let size = (p.rows + parts - 1) / parts
-            nonisolated(unsafe) let out = y + base, xqp = xq, xdp = xd
-            let body: @Sendable (Int) -> Void = { i in
+            let out = y + base
+            Parallel.forEach(parts, threads: workers) { i in
                 let lo = i * size, n = min(p.rows, lo + size) - lo
-                if n > 0 { p.multiply(rows: lo, n, xq: xqp, xd: xdp, into: out + lo) }
+                if n > 0 { p.multiply(rows: lo, n, xq: xq, xd: xd, into: out + lo) }
             }
-            Parallel.forEach(parts, threads: workers, body)
             base += p.rows
         }
     }

@@ -66,8 +66,6 @@ void ck_cpu_flags(char *buf, size_t n);
    not fixed: results must not depend on it. */
 typedef void (*ck_parallel_fn)(void *ctx, size_t index);
 int ck_parallel_run(size_t n, size_t threads, ck_parallel_fn fn, void *ctx);
-/* Helper threads started so far. */
-int ck_parallel_helpers(void);
 
 /* ---- Transformer kernels (attention.c, kernels_avx512.c) ----
    All f32, row-major. */
